@@ -1,0 +1,80 @@
+"""The one place where a trainer decides how to use the machine's accelerators.
+
+    strategy = get_strategy()
+    with strategy.scope():
+        model = build_model(config)     # everything that creates variables
+
+`get_strategy` always returns a `tf.distribute.Strategy`, chosen in this order:
+
+    tpu_address given                       -> TPUStrategy
+    TF_CONFIG names several tasks           -> MultiWorkerMirroredStrategy
+    several GPUs (or devices) to use        -> MirroredStrategy
+    one GPU                                 -> OneDeviceStrategy("/gpu:0")
+    otherwise (CPU)                         -> the default strategy
+
+and logs what it chose with the number of replicas. Batch sizes given to a
+strategy are global: each replica gets batch_size / num_replicas_in_sync.
+"""
+
+import json
+import os
+
+from absl import logging
+import tensorflow as tf
+
+
+def get_strategy(num_gpus=None, tpu_address=None):
+    """Returns the distribution strategy for this machine (see module docstring).
+
+    Args:
+      num_gpus: how many of the visible GPUs to use; None uses all of them, 0
+        forces the CPU. Asking for more than exist is a ValueError.
+      tpu_address: a TPU name or grpc address; "local" for a TPU VM.
+    """
+    if tpu_address:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return _log_choice(tf.distribute.TPUStrategy(resolver), "TPUStrategy")
+
+    if _num_tasks_in_tf_config() > 1:
+        return _log_choice(tf.distribute.MultiWorkerMirroredStrategy(),
+                           "MultiWorkerMirroredStrategy")
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus is None:
+        num_gpus = len(gpus)
+    if num_gpus > len(gpus):
+        raise ValueError(
+            f"--num_gpus={num_gpus} asks for more GPUs than this machine has "
+            f"({len(gpus)} visible)."
+        )
+    return strategy_for_devices([gpu.name for gpu in gpus[:num_gpus]])
+
+
+def strategy_for_devices(device_names):
+    """The strategy for a list of local device names (GPUs, or CPUs in tests)."""
+    if len(device_names) > 1:
+        return _log_choice(tf.distribute.MirroredStrategy(device_names), "MirroredStrategy")
+    if len(device_names) == 1:
+        return _log_choice(tf.distribute.OneDeviceStrategy(device_names[0]),
+                           f"OneDeviceStrategy({device_names[0]})")
+    return _log_choice(tf.distribute.get_strategy(), "the default strategy (CPU)")
+
+
+def _num_tasks_in_tf_config():
+    """Number of chief + worker tasks that TF_CONFIG describes (0 if unset)."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return 0
+    try:
+        cluster = json.loads(raw).get("cluster", {})
+    except (json.JSONDecodeError, AttributeError):
+        raise ValueError(f"TF_CONFIG is not valid JSON with a 'cluster': {raw[:80]!r}")
+    return sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
+
+
+def _log_choice(strategy, name):
+    logging.info("Distribution strategy: %s with %d replica(s) in sync.",
+                 name, strategy.num_replicas_in_sync)
+    return strategy

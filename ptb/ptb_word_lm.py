@@ -1,0 +1,416 @@
+"""Word-level LSTM language model on Penn Treebank (Zaremba et al. 2014).
+
+A TensorFlow 2 / Keras 3 reproduction of the TensorFlow tutorial
+(tensorflow/models, tutorials/rnn/ptb): the same presets, initialisation, loss,
+optimiser, learning-rate schedule and evaluation, so its table is the bar.
+
+| preset | epochs | tutorial train / valid / test | this code: train / valid / test |
+|--------|--------|-------------------------------|---------------------------------|
+| small  | 13     | 37.99 / 121.39 / 115.91       | see docs/RESULTS.md             |
+| medium | 39     | 48.45 /  86.16 /  82.07       | not run (CPU only here)         |
+| large  | 55     | 37.87 /  82.62 /  78.29       | not run (CPU only here)         |
+
+Glossary (tutorial name -> field of `Config` where it differs):
+  init_scale     weights start uniform in [-init_scale, init_scale]
+  learning_rate  initial SGD learning rate
+  max_grad_norm  gradients are clipped to this global norm
+  num_layers     number of stacked LSTM layers
+  num_steps      words per window: how far back gradients flow (truncated BPTT)
+  hidden_size    LSTM units, also the word-embedding width
+  max_epoch      -> epochs_at_full_lr: epochs trained at the initial learning rate
+  max_max_epoch  -> num_epochs: epochs in all
+  keep_prob      probability of keeping a unit in dropout (1.0: no dropout)
+  lr_decay       learning-rate factor applied per epoch after epochs_at_full_lr
+  batch_size     parallel streams of text (rows of each window)
+  vocab_size     words in the vocabulary
+
+Get the data and run (downloads the data when --data_path is left out):
+  wget http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz
+  tar xvf simple-examples.tgz
+  python -m ptb.ptb_word_lm --data_path=simple-examples/data/ --model small
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
+from absl import flags
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common import cli
+from common import strategy as strategy_lib
+from ptb import reader
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    init_scale: float = 0.1  # weights start uniform in [-init_scale, init_scale]
+    learning_rate: float = 1.0  # plain SGD
+    max_grad_norm: float = 5.0  # clip all gradients together to this global norm
+    num_layers: int = 2
+    num_steps: int = 20  # words per window (truncated backpropagation through time)
+    hidden_size: int = 200  # LSTM units = embedding width
+    epochs_at_full_lr: int = 4  # tutorial: max_epoch
+    num_epochs: int = 13  # tutorial: max_max_epoch
+    keep_prob: float = 1.0  # dropout keeps each unit with this probability
+    lr_decay: float = 0.5  # learning rate *= lr_decay every epoch after epochs_at_full_lr
+    batch_size: int = 20
+    vocab_size: int = 10000
+
+
+# The tutorial's four configurations; each says only what differs from `small`.
+PRESETS = {
+    "small": Config(),
+    # Wider, longer windows, regularised with dropout, decayed more slowly.
+    "medium": Config(init_scale=0.05, num_steps=35, hidden_size=650, epochs_at_full_lr=6,
+                     num_epochs=39, keep_prob=0.5, lr_decay=0.8),
+    # Wider still, with more dropout; needs larger gradient norms.
+    "large": Config(init_scale=0.04, max_grad_norm=10.0, num_steps=35, hidden_size=1500,
+                    epochs_at_full_lr=14, num_epochs=55, keep_prob=0.35, lr_decay=1 / 1.15),
+    # A tiny model for checking that everything runs end to end.
+    "test": Config(max_grad_norm=1.0, num_layers=1, num_steps=2, hidden_size=2,
+                   epochs_at_full_lr=1, num_epochs=1),
+}
+
+# Test perplexity is computed as in the tutorial (batch 1, one continuous
+# stream). Windows of this many words with the state carried between them give
+# exactly the same number as the tutorial's one word at a time, much faster.
+EVAL_WINDOW = 200
+
+
+def learning_rate_for_epoch(config, epoch):
+    """The tutorial's schedule; `epoch` counts from 0."""
+    return config.learning_rate * config.lr_decay ** max(epoch + 1 - config.epochs_at_full_lr, 0)
+
+
+def perplexity(loss_per_word):
+    """exp of the mean loss per word (over a whole epoch, not a mean of per-batch exps)."""
+    return math.exp(min(loss_per_word, 700.0))
+
+
+# ----------------------------------------------------------------------------
+# Data
+
+
+def load_data(data_path, config):
+    """Word ids of the three splits as windowed datasets, plus the raw test ids."""
+    train_ids, valid_ids, test_ids, vocab_size = reader.ptb_raw_data(data_path)
+    if vocab_size != config.vocab_size:
+        raise cli.UserInputError(
+            f"--data_path={data_path}: the training file has {vocab_size} distinct "
+            f"words but the preset expects {config.vocab_size}; use the PTB files."
+        )
+    windows = lambda ids, name: reader.ptb_producer(  # noqa: E731
+        ids, config.batch_size, config.num_steps, name=name)
+    # Checks that the test split is long enough for its own (batch 1) windows.
+    reader.ptb_producer(test_ids, 1, 1, name="ptb.test.txt")
+    return (windows(train_ids, "ptb.train.txt").prefetch(tf.data.AUTOTUNE),
+            windows(valid_ids, "ptb.valid.txt").prefetch(tf.data.AUTOTUNE),
+            test_ids)
+
+
+# ----------------------------------------------------------------------------
+# Model
+
+
+def lstm_unroll_for_this_device():
+    """Unroll the LSTM time loop on CPU only.
+
+    On a GPU the LSTM must stay on the cuDNN kernel, which requires unroll=False.
+    On a CPU, the unrolled graph of num_steps cells runs faster than TensorFlow's
+    while loop (see ptb/benchmark.py), and the arithmetic is the same.
+    """
+    return not tf.config.list_logical_devices("GPU")
+
+
+def build_model(config, batch_size=None, num_steps=None, unroll=False, seed=0):
+    """The tutorial's network as a stateful Keras model that outputs logits.
+
+    embedding -> dropout -> [LSTM -> dropout] x num_layers -> dense over the vocabulary
+
+    The LSTM state is kept between calls (stateful=True), so consecutive windows
+    of each stream continue where the previous one stopped; reset it with
+    `reset_lstm_states`. `num_steps=None` accepts windows of any length.
+    """
+    init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale, seed=seed)
+    dropout_rate = 1.0 - config.keep_prob
+    words = keras.Input(shape=(num_steps,), batch_size=batch_size or config.batch_size,
+                        dtype="int32", name="words")
+    x = keras.layers.Embedding(config.vocab_size, config.hidden_size,
+                               embeddings_initializer=init, name="embedding")(words)
+    # A Dropout layer on [batch, time, units] draws a fresh mask for every time
+    # step, as the tutorial does (LSTM(dropout=...) would reuse one mask).
+    x = keras.layers.Dropout(dropout_rate, seed=seed + 1)(x)
+    for layer in range(config.num_layers):
+        x = keras.layers.LSTM(
+            config.hidden_size, return_sequences=True, stateful=True, unroll=unroll,
+            kernel_initializer=init, recurrent_initializer=init,
+            # The tutorial's BasicLSTMCell: zero biases, forget_bias=0.0.
+            bias_initializer="zeros", unit_forget_bias=False,
+            name=f"lstm_{layer}")(x)
+        x = keras.layers.Dropout(dropout_rate, seed=seed + 2 + layer)(x)
+    logits = keras.layers.Dense(config.vocab_size, kernel_initializer=init,
+                                bias_initializer=init, name="softmax")(x)
+    return keras.Model(words, logits, name="ptb_lstm")
+
+
+def reset_lstm_states(model):
+    """Zero the carried LSTM state (keras.Model has no reset_states in Keras 3)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.LSTM):
+            layer.reset_state()
+
+
+@tf.custom_gradient
+def cross_entropy_with_logits(logits, targets):
+    """Per-word -log softmax(logits)[target]; the same numbers as
+    tf.nn.sparse_softmax_cross_entropy_with_logits, computed faster on a CPU.
+
+    TensorFlow's fused CPU kernel takes ~16 ms for the small preset's
+    [400, 10000] logits; log_softmax, exp and a subtraction take ~5 ms.
+    Half of the speed-up of ptb/benchmark.py comes from here.
+    """
+    log_probs = tf.nn.log_softmax(logits)
+    loss = -tf.gather(log_probs, targets, batch_dims=len(targets.shape))
+
+    def gradient(upstream):
+        probs_minus_onehot = tf.exp(log_probs) - tf.one_hot(targets, tf.shape(logits)[-1])
+        return probs_minus_onehot * upstream[..., None], None
+
+    return loss, gradient
+
+
+@keras.saving.register_keras_serializable(package="ptb")
+def sequence_loss(targets, logits):
+    """Cross-entropy summed over the window's time steps, per stream.
+
+    Keras then averages over the batch, which gives the tutorial's loss
+    (sequence_loss with average_across_timesteps=False). A per-word mean at the
+    same learning rate would make every step num_steps times smaller: training
+    is then that much slower and ends far above the tutorial's perplexities.
+    """
+    per_word = cross_entropy_with_logits(tf.cast(logits, tf.float32), tf.cast(targets, tf.int32))
+    return tf.reduce_sum(per_word, axis=-1)
+
+
+def compile_for_training(model, config, steps_per_execution=1, jit_compile=False):
+    model.compile(
+        # global_clipnorm is tf.clip_by_global_norm (clipnorm would clip each
+        # variable on its own).
+        optimizer=keras.optimizers.SGD(config.learning_rate, global_clipnorm=config.max_grad_norm),
+        loss=sequence_loss,
+        # Several windows per call of the compiled step: Keras' Python work
+        # between steps (~ms) would otherwise cost as much as a small model's step.
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Evaluation
+
+
+def evaluate_stream(model, ids, window=EVAL_WINDOW):
+    """Perplexity of a batch-1 `model` over `ids`, read as one continuous stream.
+
+    Every word after the first is predicted from everything before it, exactly
+    as the tutorial's batch_size=1, num_steps=1 evaluation; the state carried
+    from window to window makes longer windows give the same number.
+    """
+
+    @tf.function(reduce_retracing=True)
+    def summed_loss(inputs, targets):
+        logits = model(inputs, training=False)
+        return tf.reduce_sum(cross_entropy_with_logits(logits, targets))
+
+    reset_lstm_states(model)
+    ids = np.asarray(ids, dtype=np.int32)
+    total_loss = 0.0
+    for start in range(0, len(ids) - 1, window):
+        stop = min(start + window, len(ids) - 1)
+        total_loss += float(summed_loss(ids[None, start:stop], ids[None, start + 1:stop + 1]))
+    reset_lstm_states(model)
+    return perplexity(total_loss / (len(ids) - 1))
+
+
+class ProgressLogger(keras.callbacks.Callback):
+    """Prints the tutorial's progress line after every compiled call of the step.
+
+    The training script makes that about ten times an epoch (steps_per_execution).
+    """
+
+    def __init__(self, epoch, num_windows, config, learning_rate):
+        super().__init__()
+        self.epoch, self.num_windows, self.learning_rate = epoch, num_windows, learning_rate
+        self.num_steps = config.num_steps
+        self.words_per_window = config.batch_size * config.num_steps
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = min(batch + 1, self.num_windows)  # the last call may run short
+        loss_per_word = float(logs["loss"]) / self.num_steps
+        words_per_second = done * self.words_per_window / (time.perf_counter() - self.start)
+        print(f"| epoch {self.epoch + 1:3d} | {done:5d}/{self.num_windows} windows "
+              f"| lr {self.learning_rate:.3f} | ppl {perplexity(loss_per_word):9.2f} "
+              f"| {words_per_second:6.0f} words/s |", flush=True)
+
+
+# ----------------------------------------------------------------------------
+# Training
+
+
+def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
+                       steps_per_epoch=None):
+    """Trains `config` on PTB, printing per-epoch perplexities, and returns metrics.
+
+    With `save_path`, a checkpoint is written after every epoch and training
+    resumes after the last completed epoch when called again.
+
+    Returns a dict with `history` (one dict per epoch: epoch, learning_rate,
+    train_perplexity, valid_perplexity, seconds, words_per_second) and
+    `test_perplexity`.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(seed)
+    train_data, valid_data, test_ids = load_data(data_path, config)
+    num_windows = int(train_data.cardinality())
+    if steps_per_epoch:
+        num_windows = min(num_windows, steps_per_epoch)
+        train_data = train_data.take(num_windows)
+    words_per_window = config.batch_size * config.num_steps
+
+    with strategy.scope():
+        model = build_model(config, unroll=lstm_unroll_for_this_device(), seed=seed)
+        compile_for_training(model, config, steps_per_execution=-(-num_windows // 10))
+        model.optimizer.build(model.trainable_variables)
+    print(f"Model {model.count_params():,} parameters; "
+          f"{strategy.num_replicas_in_sync} replica(s) in sync.")
+
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                     epochs_done=tf.Variable(0, dtype=tf.int64))
+    history = []
+    if save_path:
+        manager = tf.train.CheckpointManager(checkpoint, save_path, max_to_keep=2)
+        if manager.latest_checkpoint:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            history = _read_history(save_path)[: int(checkpoint.epochs_done)]
+            print(f"Resuming from {manager.latest_checkpoint} after epoch {len(history)}.")
+
+    for epoch in range(int(checkpoint.epochs_done), config.num_epochs):
+        learning_rate = learning_rate_for_epoch(config, epoch)
+        model.optimizer.learning_rate.assign(learning_rate)
+        print(f"Epoch {epoch + 1}: learning rate {learning_rate:.3f}")
+
+        reset_lstm_states(model)  # each epoch starts from a zero state
+        start = time.perf_counter()
+        fit = model.fit(train_data, epochs=1, verbose=0, shuffle=False, callbacks=[
+            ProgressLogger(epoch, num_windows, config, learning_rate)])
+        seconds = time.perf_counter() - start
+        train_loss = fit.history["loss"][-1] / config.num_steps
+
+        reset_lstm_states(model)  # validation starts from a zero state too
+        valid_loss = model.evaluate(valid_data, verbose=0) / config.num_steps
+        history.append(dict(
+            epoch=epoch + 1, learning_rate=learning_rate,
+            train_perplexity=perplexity(train_loss), valid_perplexity=perplexity(valid_loss),
+            seconds=seconds, words_per_second=num_windows * words_per_window / seconds))
+        print(f"Epoch {epoch + 1}: train perplexity {history[-1]['train_perplexity']:.2f}, "
+              f"valid perplexity {history[-1]['valid_perplexity']:.2f}", flush=True)
+
+        if save_path:
+            checkpoint.epochs_done.assign(epoch + 1)
+            manager.save()  # the index file moves to a new checkpoint only once it is complete
+            _write_history(save_path, history)
+
+    start = time.perf_counter()
+    test_perplexity = evaluate_stream(build_eval_model(config, model), test_ids)
+    print(f"Test perplexity: {test_perplexity:.2f} "
+          f"({len(test_ids) - 1:,} words in {time.perf_counter() - start:.1f} s)")
+    metrics = dict(history=history, test_perplexity=test_perplexity)
+    if save_path:
+        _write_history(save_path, history, test_perplexity=test_perplexity)
+    return metrics
+
+
+def build_eval_model(config, trained_model):
+    """A batch-1 copy of `trained_model` that reads windows of any length."""
+    model = build_model(config, batch_size=1, num_steps=None)
+    model.set_weights(trained_model.get_weights())
+    return model
+
+
+def load_trained_model(config, save_path):
+    """The batch-1 evaluation model with the weights of the latest checkpoint."""
+    latest = tf.train.latest_checkpoint(save_path)
+    if latest is None:
+        raise cli.UserInputError(f"--save_path={save_path}: no checkpoint there.")
+    # The checkpoint also holds the LSTM states, shaped for the training batch.
+    model = build_model(config)
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    return build_eval_model(config, model)
+
+
+def _history_file(save_path):
+    return os.path.join(save_path, "metrics.json")
+
+
+def _read_history(save_path):
+    try:
+        with open(_history_file(save_path)) as f:
+            return json.load(f)["history"]
+    except FileNotFoundError:
+        return []
+
+
+def _write_history(save_path, history, test_perplexity=None):
+    """Writes metrics.json atomically (a crash leaves the old file, never half a file)."""
+    tmp = _history_file(save_path) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(dict(history=history, test_perplexity=test_perplexity), f, indent=1)
+    os.replace(tmp, _history_file(save_path))
+
+
+# ----------------------------------------------------------------------------
+# Command line
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defined on demand, so that importing this module defines no flags."""
+    flags.DEFINE_string("data_path", None, "Folder with ptb.{train,valid,test}.txt; "
+                        "downloaded into the Keras cache when left out.")
+    flags.DEFINE_enum("model", "small", list(PRESETS), "Which preset to train.")
+    flags.DEFINE_string("save_path", None, "Folder for per-epoch checkpoints and metrics.json; "
+                        "running again resumes after the last completed epoch.")
+    flags.DEFINE_integer("seed", 0, "Random seed for the initial weights and dropout.")
+    flags.DEFINE_integer("num_epochs", None, "Override the preset's number of epochs.")
+    flags.DEFINE_integer("steps_per_epoch", None, "Train only this many windows per epoch "
+                         "(for quick looks; the perplexities are then not the tutorial's).")
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible).")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.INFO)
+    config = PRESETS[FLAGS.model]
+    if FLAGS.num_epochs is not None:
+        if FLAGS.num_epochs < 1:
+            raise cli.UserInputError(f"--num_epochs={FLAGS.num_epochs}: must be at least 1.")
+        config = dataclasses.replace(config, num_epochs=FLAGS.num_epochs)
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    train_and_evaluate(config, FLAGS.data_path, strategy, save_path=FLAGS.save_path,
+                       seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch)
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)

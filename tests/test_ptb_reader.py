@@ -1,0 +1,107 @@
+"""ptb/reader.py: word ids, vocabulary and windows, on a tiny corpus and on real PTB."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from common.cli import UserInputError
+from ptb import reader
+from tests.conftest import ROOT
+
+RAW = [4, 3, 2, 1, 0, 5, 6, 1, 1, 1, 1, 0, 3, 4, 1]
+
+
+def windows(raw, batch_size, num_steps):
+    return [(x.numpy().tolist(), y.numpy().tolist())
+            for x, y in reader.ptb_producer(raw, batch_size, num_steps)]
+
+
+def test_producer_windows_by_hand():
+    got = windows(RAW, batch_size=3, num_steps=2)
+    assert got == [
+        ([[4, 3], [5, 6], [1, 0]], [[3, 2], [6, 1], [0, 3]]),
+        ([[2, 1], [1, 1], [3, 4]], [[1, 0], [1, 1], [4, 1]]),
+    ]
+
+
+def test_producer_shapes_dtype_and_epoch_size():
+    raw = np.arange(1000)
+    dataset = reader.ptb_producer(raw, batch_size=7, num_steps=5)
+    expected = ((1000 // 7) - 1) // 5
+    assert reader.epoch_size(1000, 7, 5) == expected == int(dataset.cardinality())
+    x, y = next(iter(dataset))
+    assert x.shape == y.shape == (7, 5) and x.dtype.name == "int32"
+    # Row r of each window continues row r of the previous window.
+    all_x = np.concatenate([x.numpy() for x, _ in dataset], axis=1)
+    row_length = 1000 // 7
+    np.testing.assert_array_equal(all_x[3], raw[3 * row_length: 3 * row_length + expected * 5])
+
+
+def write_corpus(folder, train="a b c\na b\na\n", valid="a b\nc z\n", test="b a\n"):
+    for split, text in (("train", train), ("valid", valid), ("test", test)):
+        (folder / f"ptb.{split}.txt").write_text(text)
+    return str(folder)
+
+
+def test_vocabulary_order_and_oov_dropped(tmp_path):
+    data_path = write_corpus(tmp_path)
+    word_to_id, id_to_word = reader.ptb_vocabulary(data_path)
+    # counts: a 3, <eos> 3, b 2, c 1; ties broken alphabetically ("<" < "a").
+    assert id_to_word == ["<eos>", "a", "b", "c"]
+    assert word_to_id == {"<eos>": 0, "a": 1, "b": 2, "c": 3}
+    train, valid, test, vocab_size = reader.ptb_raw_data(data_path)
+    assert vocab_size == 4
+    assert train.tolist() == [1, 2, 3, 0, 1, 2, 0, 1, 0]
+    assert valid.tolist() == [1, 2, 0, 3, 0]  # "z" is not in the vocabulary
+    assert test.tolist() == [2, 1, 0]
+
+
+@pytest.mark.parametrize("problem, message", [
+    ("missing_folder", "no such folder"),
+    ("missing_file", "ptb.valid.txt: file not found"),
+    ("empty_file", "ptb.test.txt: the file is empty"),
+    ("no_known_word", "ptb.valid.txt: none of its words"),
+    ("not_utf8", "ptb.train.txt: not UTF-8"),
+])
+def test_bad_inputs_name_the_file(tmp_path, problem, message):
+    data_path = write_corpus(tmp_path)
+    if problem == "missing_folder":
+        data_path = str(tmp_path / "nowhere")
+    elif problem == "missing_file":
+        (tmp_path / "ptb.valid.txt").unlink()
+    elif problem == "empty_file":
+        (tmp_path / "ptb.test.txt").write_text("")
+    elif problem == "no_known_word":
+        (tmp_path / "ptb.valid.txt").write_text("x y")
+    elif problem == "not_utf8":
+        (tmp_path / "ptb.train.txt").write_bytes(b"a b \xff\xfe c\n")
+    with pytest.raises(UserInputError, match=message):
+        reader.ptb_raw_data(data_path)
+
+
+def test_too_short_for_the_window():
+    with pytest.raises(UserInputError, match="too few for batch_size=3 x num_steps=5"):
+        reader.ptb_producer(RAW, batch_size=3, num_steps=5, name="x")
+
+
+def test_cli_reports_bad_data_in_one_line(tmp_path):
+    write_corpus(tmp_path)
+    (tmp_path / "ptb.test.txt").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "ptb.ptb_word_lm", f"--data_path={tmp_path}", "--model=test"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "ptb.test.txt: file not found" in last_line
+
+
+def test_real_ptb_sizes(data_dir):
+    train, valid, test, vocab_size = reader.ptb_raw_data(str(data_dir / "ptb"))
+    assert (len(train), len(valid), len(test), vocab_size) == (929_589, 73_760, 82_430, 10_000)
+    word_to_id, id_to_word = reader.ptb_vocabulary(str(data_dir / "ptb"))
+    assert id_to_word[:3] == ["the", "<unk>", "<eos>"]
+    assert all(word_to_id[word] == index for index, word in enumerate(id_to_word))
+    assert train.min() == 0 and train.max() == 9_999
