@@ -69,7 +69,7 @@ def build_trainer(config, plain=False, steps_per_execution=1, seed=0):
             config.learning_rate, global_clipnorm=config.max_grad_norm), loss=reference_loss)
         return model
     model = ptb_word_lm.build_model(
-        config, unroll=ptb_word_lm.lstm_unroll_for_this_device(), seed=seed)
+        config, unroll=ptb_word_lm.cpu_only(), seed=seed)
     ptb_word_lm.compile_for_training(model, config, steps_per_execution=steps_per_execution)
     return model
 
@@ -104,6 +104,62 @@ def evaluation_words_per_second(model, config, num_words):
     return (num_words - 1) / seconds, seconds
 
 
+def step_breakdown(config, repeats=10):
+    """Milliseconds (best of `repeats`) of the parts of one training step, each
+    forward + backward on a window's worth of data: where the time goes."""
+    rng = np.random.default_rng(2)
+    words = config.batch_size * config.num_steps
+    hidden = tf.constant(rng.standard_normal((words, config.hidden_size)), tf.float32)
+    logits = tf.constant(rng.standard_normal((words, config.vocab_size)), tf.float32)
+    targets = tf.constant(rng.integers(0, config.vocab_size, words), tf.int32)
+    kernel = tf.Variable(tf.zeros((config.hidden_size, config.vocab_size)))
+    inputs = tf.constant(rng.standard_normal(
+        (config.batch_size, config.num_steps, config.hidden_size)), tf.float32)
+
+    def gradients(loss_fn, tensors, variables=()):
+        def step():
+            with tf.GradientTape() as tape:
+                tape.watch(tensors)  # trainable variables are watched anyway
+                loss = loss_fn()
+            return tape.gradient(loss, tensors + list(variables))
+        return tf.function(step)
+
+    def lstm_stack(unroll):
+        layers = [keras.layers.LSTM(config.hidden_size, return_sequences=True, unroll=unroll)
+                  for _ in range(config.num_layers)]
+
+        def loss():
+            x = inputs
+            for layer in layers:
+                x = layer(x)
+            return tf.reduce_sum(x)
+        loss()  # builds the layers' weights
+        return gradients(loss, [inputs], [w for layer in layers for w in layer.trainable_weights])
+
+    parts = {
+        "output matmul [words x H] @ [H x V]": gradients(
+            lambda: tf.reduce_sum(tf.matmul(hidden, kernel) * logits), [hidden], [kernel]),
+        "TF fused sparse softmax cross-entropy": gradients(
+            lambda: tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)),
+            [logits]),
+        "this package's cross_entropy_with_logits": gradients(
+            lambda: tf.reduce_sum(ptb_word_lm.cross_entropy_with_logits(logits, targets)),
+            [logits]),
+        "LSTM stack, while loop": lstm_stack(unroll=False),
+        "LSTM stack, unrolled": lstm_stack(unroll=True),
+    }
+    milliseconds = {}
+    for name, step in parts.items():
+        step()  # traces
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), step())  # waits: a sync point
+            best = min(best, time.perf_counter() - start)
+        milliseconds[name] = 1e3 * best
+    return milliseconds
+
+
 def matmul_peak_gflops(size=2048, repeats=10):
     """Best fp32 GFLOP/s of a size^3 matmul on this machine's default device."""
     a = tf.random.uniform((size, size))
@@ -128,6 +184,7 @@ def define_flags():
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
                          "(default: the size of the PTB test set); 0 skips evaluation.")
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
+    flags.DEFINE_boolean("breakdown", False, "Also time the parts of one step.")
 
 
 def main(argv):
@@ -139,6 +196,10 @@ def main(argv):
     print(f"preset {FLAGS.model}: {per_word / 1e6:.1f} MFLOP per trained word, "
           f"{per_word * config.batch_size * config.num_steps / 1e9:.2f} GFLOP per window; "
           f"{device} fp32 matmul peak {peak:.0f} GFLOP/s")
+
+    if FLAGS.breakdown:
+        for name, milliseconds in step_breakdown(config).items():
+            print(f"  {name:42s} {milliseconds:7.1f} ms per window (forward + backward)")
 
     model = build_trainer(config, steps_per_execution=FLAGS.steps)
     print(f"parameters: {model.count_params():,}")
