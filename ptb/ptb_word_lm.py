@@ -333,9 +333,11 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
               f"valid perplexity {history[-1]['valid_perplexity']:.2f}", flush=True)
 
         if save_path:
-            checkpoint.epochs_done.assign(epoch + 1)
-            manager.save()  # the index file moves to a new checkpoint only once it is complete
+            # metrics.json first: after a crash between the two writes, resuming
+            # keeps only the epochs that the latest complete checkpoint holds.
             _write_history(save_path, history)
+            checkpoint.epochs_done.assign(epoch + 1)
+            manager.save()  # "latest" moves to the new checkpoint only once it is complete
 
     start = time.perf_counter()
     test_perplexity = evaluate_stream(build_eval_model(config, model), test_ids)
