@@ -6,9 +6,11 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar.
 
 | preset | epochs | tutorial train / valid / test | this code: train / valid / test |
 |--------|--------|-------------------------------|---------------------------------|
-| small  | 13     | 37.99 / 121.39 / 115.91       | see docs/RESULTS.md             |
+| small  | 13     | 37.99 / 121.39 / 115.91       | 40.99 / 119.44 / 114.22         |
 | medium | 39     | 48.45 /  86.16 /  82.07       | not run (CPU only here)         |
 | large  | 55     | 37.87 /  82.62 /  78.29       | not run (CPU only here)         |
+
+(this code: 2-core CPU, 2026-11-22, `--model small`; details in docs/RESULTS.md)
 
 Glossary (tutorial name -> field of `Config` where it differs):
   init_scale     weights start uniform in [-init_scale, init_scale]
