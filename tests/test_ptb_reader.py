@@ -105,3 +105,12 @@ def test_real_ptb_sizes(data_dir):
     assert id_to_word[:3] == ["the", "<unk>", "<eos>"]
     assert all(word_to_id[word] == index for index, word in enumerate(id_to_word))
     assert train.min() == 0 and train.max() == 9_999
+
+
+def test_offline_download_says_to_pass_data_path(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(reader.keras.utils, "get_file", no_network)
+    with pytest.raises(UserInputError, match="could not download .* pass --data_path=DIR"):
+        reader.ptb_raw_data(None)
