@@ -1,0 +1,1 @@
+"""MNIST / Fashion-MNIST classified by an LSTM that reads one image row per time step."""
