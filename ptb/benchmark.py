@@ -24,13 +24,15 @@ H by V. Evaluation is the forward third of that. For `small` this is 15.8
 MFLOP per word, 6.3 GFLOP per training window of 400 words; the 200 x 10,000
 output layer is three quarters of it.
 
-Where the time went (small preset, this 2-core CPU, before optimising): the
-output layer's three [400 x 200 x 10,000] matmuls took ~45% of a step, the
-LSTM ~20% and TensorFlow's fused sparse softmax cross-entropy kernel ~20%
-(16 ms, single-threaded work on 4M logits). The trainer therefore computes the
-cross-entropy from log_softmax with its own gradient (ptb_word_lm.
-cross_entropy_with_logits), unrolls the 20-step LSTM loop on CPUs only, and
-runs a tenth of an epoch per compiled call (steps_per_execution).
+Where the time goes (`--breakdown`, small preset, 2026-11-22, this 2-core CPU
+with another training job present; forward + backward per 400-word window):
+the output layer's matmuls 20.3 ms, TensorFlow's fused sparse softmax
+cross-entropy 11.1 ms (this package's log_softmax version: 6.6 ms), the
+2-layer LSTM 19.5 ms as a while loop and 17.8 ms unrolled. A whole plain-Keras
+step took ~75 ms (5,304 words/s), so ~24 ms went elsewhere (gradient clipping,
+the SGD update, the embedding gradient, Keras). The parts are faster in
+isolation, but whole-step comparisons on this shared machine have not yet
+shown a reliable gain: see docs/RESULTS.md before trusting any speed-up.
 """
 
 import time
