@@ -308,6 +308,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
                                      epochs_done=tf.Variable(0, dtype=tf.int64))
     history = []
     if save_path:
+        os.makedirs(save_path, exist_ok=True)
         manager = tf.train.CheckpointManager(checkpoint, save_path, max_to_keep=2)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
