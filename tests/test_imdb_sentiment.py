@@ -1,0 +1,295 @@
+"""Tests for imdb_sentiment: text to ids, inputs, padding, models, errors, real runs.
+
+Synthetic tests build a tiny aclImdb folder (and tarball) in tmp_path. Real-data
+tests take `data_dir` (set $RNN_TUTORIALS_DATA) and train briefly through the CLI.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common.cli import UserInputError
+from imdb_sentiment import data
+from imdb_sentiment import model as model_lib
+from imdb_sentiment import predict
+from imdb_sentiment import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# Three reviews per class and split; "zebra" only in test, "mango" only in train.
+TINY = {
+    "train/pos": ["Great film<br /><br />Great acting!", "A great, great story.", "great mango"],
+    "train/neg": ["Awful. Just awful.", "Boring film, awful plot", "awful mango mango"],
+    "test/pos": ["Great zebra", "great", "GREAT!!!"],
+    "test/neg": ["awful zebra", "Awful...", "boring"],
+}
+
+
+@pytest.fixture
+def tiny_acl_imdb(tmp_path):
+    """tmp_path/aclImdb with TINY as <number>_<rating>.txt files."""
+    root = tmp_path / "aclImdb"
+    for folder, reviews in TINY.items():
+        (root / folder).mkdir(parents=True)
+        for number, text in enumerate(reviews):
+            (root / folder / f"{number}_{9 if 'pos' in folder else 2}.txt").write_text(text)
+    return root
+
+
+def run_cli(*args, stdin=None):
+    """Runs `python -m <args>` from the repository root; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_clean_error(result, expected):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {expected}"), result.stderr
+
+
+# --- text to ids -------------------------------------------------------------
+
+
+def test_standardize_lowercases_and_strips_markup_and_punctuation():
+    text = tf.constant(['Great<br /><br />Movie!! It\'s "FINE"...<br/>10/10'])
+    assert data.standardize(text).numpy()[0].decode() == "great  movie its fine 1010"
+
+
+def test_vocabulary_comes_from_training_reviews_only(tiny_acl_imdb):
+    reviews = data.load_data(tiny_acl_imdb, vocab_size=20, sequence_length=4, validation_fraction=0.34)
+    assert reviews.vocabulary[:2] == ["", "[UNK]"]
+    assert "zebra" not in reviews.vocabulary  # test-only word
+    # 6 training reviews, 2 held out for validation: words seen only there are unknown too.
+    assert "great" in reviews.vocabulary and "awful" in reviews.vocabulary
+    ids = {word: i for i, word in enumerate(reviews.vocabulary)}
+    # Test review "Great zebra" -> [pad, pad, great, UNK]; "GREAT!!!" -> [..., great].
+    test_rows = {tuple(row) for row in reviews.x_test.tolist()}
+    assert (0, 0, ids["great"], 1) in test_rows
+    assert (0, 0, 0, ids["great"]) in test_rows
+
+
+def test_tarball_and_folder_give_the_same_data(tiny_acl_imdb, tmp_path):
+    tarball = tmp_path / "aclImdb_v1.tar.gz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        tar.add(tiny_acl_imdb, arcname="aclImdb")
+    kwargs = dict(vocab_size=20, sequence_length=6, validation_fraction=0.34, seed=3)
+    from_folder = data.load_data(tiny_acl_imdb, **kwargs)
+    for source in (tarball, tmp_path):  # the tarball, and a folder holding aclImdb
+        other = data.load_data(source, **kwargs)
+        assert other.vocabulary == from_folder.vocabulary
+        for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+            np.testing.assert_array_equal(getattr(other, field), getattr(from_folder, field))
+    assert from_folder.x_train.shape == (4, 6) and from_folder.x_test.shape == (6, 6)
+    assert sorted(from_folder.y_test.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_max_examples_takes_the_first_reviews_of_each_class(tiny_acl_imdb):
+    raw = data.read_raw_reviews(tiny_acl_imdb)
+    assert raw["test"][0][0] == "awful zebra"  # neg first, in numeric file order
+    reviews = data.load_data(tiny_acl_imdb, vocab_size=20, sequence_length=4, max_examples=4,
+                             validation_fraction=0.25)
+    assert sorted(reviews.y_test.tolist()) == [0, 0, 1, 1]
+    assert len(reviews.y_train) + len(reviews.y_val) == 4
+    assert sorted(reviews.y_train.tolist() + reviews.y_val.tolist()) == [0, 0, 1, 1]
+
+
+def _fake_keras_imdb(num_words, start_char, oov_char, index_from):
+    """Like keras.datasets.imdb.load_data for the words below (no download)."""
+    assert start_char is None and oov_char == 2 and index_from == 3
+    ranks = {"the": 1, "movie": 2, "great": 3}  # get_word_index() below
+
+    def ids(text):  # rank + index_from, or oov_char once outside num_words
+        return [r + index_from if r + index_from < num_words else oov_char
+                for r in (ranks[w] for w in text.split())]
+
+    reviews = ["the great movie", "the movie", "great", "movie the the"]
+    x = np.empty(4, dtype=object)
+    x[:] = [ids(text) for text in reviews]
+    y = np.array([1, 0, 1, 0])
+    return (x, y), (x.copy(), y.copy())
+
+
+def test_keras_source_is_renumbered_to_the_text_vectorization_layout(monkeypatch):
+    monkeypatch.setattr(data.keras.datasets.imdb, "load_data", _fake_keras_imdb)
+    monkeypatch.setattr(data.keras.datasets.imdb, "get_word_index",
+                        lambda: {"the": 1, "movie": 2, "great": 3})
+    # vocab_size 6: Keras keeps ids 4 ("the") and 5 ("movie"); "great" is out.
+    reviews = data.load_data(None, vocab_size=6, sequence_length=3, validation_fraction=0.5)
+    assert reviews.vocabulary == ["", "[UNK]", "the", "movie"]
+    words = lambda row: " ".join(reviews.vocabulary[i] for i in row if i)  # noqa: E731
+    assert sorted(words(row) for row in reviews.x_test) == [
+        "[UNK]", "movie the the", "the [UNK] movie", "the movie"]
+
+
+def test_keras_source_failure_is_a_clear_error(monkeypatch):
+    def offline(**kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(data.keras.datasets.imdb, "load_data", offline)
+    with pytest.raises(UserInputError, match="keras.datasets.imdb: could not load.*--data_dir"):
+        data.load_data(None)
+
+
+# --- padding direction -------------------------------------------------------
+
+
+def test_pre_padding_puts_real_words_last_and_keeps_the_end_of_long_reviews():
+    short, long = [5, 6, 7], [1, 2, 3, 4, 5, 6, 7]
+    np.testing.assert_array_equal(data.pad([short, long], 5, "pre"), [[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    np.testing.assert_array_equal(data.pad([short, long], 5, "post"), [[5, 6, 7, 0, 0], [1, 2, 3, 4, 5]])
+
+
+def test_loaded_reviews_end_with_a_word_under_pre_padding(tiny_acl_imdb):
+    pre = data.load_data(tiny_acl_imdb, vocab_size=20, sequence_length=8, padding="pre")
+    post = data.load_data(tiny_acl_imdb, vocab_size=20, sequence_length=8, padding="post")
+    assert (pre.x_test[:, -1] != 0).all() and (pre.x_test[:, 0] == 0).all()
+    assert (post.x_test[:, 0] != 0).all() and (post.x_test[:, -1] == 0).all()
+
+
+# --- models ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rnn", ["simple_rnn", "lstm", "gru"])
+def test_model_shapes_and_parameter_counts(rnn):
+    config = dataclasses.replace(train.DEFAULTS, rnn=rnn)
+    model = model_lib.build_model(config)
+    vocab, embed, units = 10_000, 100, 128
+    gates = {"simple_rnn": 1, "lstm": 4, "gru": 3}[rnn]
+    biases = 2 if rnn == "gru" else 1  # GRU with reset_after keeps two bias vectors
+    expected = vocab * embed + gates * units * (embed + units + biases) + units + 1
+    assert expected == {"simple_rnn": 1_029_441, "lstm": 1_117_377, "gru": 1_088_449}[rnn]
+    assert model.count_params() == expected
+    assert model.input_shape == (None, 256)
+    assert model.output_shape == (None, 1)
+    probabilities = model.predict(np.zeros((2, 256), dtype="int32"), verbose=0)
+    assert probabilities.shape == (2, 1) and ((probabilities > 0) & (probabilities < 1)).all()
+
+
+@pytest.mark.parametrize("rnn", ["lstm", "gru"])
+def test_lstm_and_gru_keep_cudnn_eligible_arguments(rnn):
+    layer = model_lib.build_model(dataclasses.replace(train.DEFAULTS, rnn=rnn)).get_layer(rnn)
+    assert layer.activation.__name__ == "tanh"
+    assert layer.recurrent_activation.__name__ == "sigmoid"
+    assert layer.recurrent_dropout == 0 and not layer.unroll and layer.use_bias
+    assert layer.use_cudnn == "auto"
+    if rnn == "gru":
+        assert layer.reset_after
+
+
+def test_train_and_evaluate_saves_resumable_run(tiny_acl_imdb, tmp_path):
+    config = dataclasses.replace(train.DEFAULTS, rnn="gru", units=4, embedding_dim=3,
+                                 vocab_size=20, sequence_length=6, epochs=2, batch_size=4,
+                                 validation_fraction=0.34)
+    strategy = tf.distribute.get_strategy()
+    save = tmp_path / "run"
+    save.mkdir()
+    metrics = train.train_and_evaluate(config, strategy, data_dir=tiny_acl_imdb, save_path=save, verbose=0)
+    assert metrics["parameters"] == 20 * 3 + 3 * 4 * (3 + 4 + 2) + 4 + 1
+    assert metrics["epochs_run"] == 2 and len(metrics["history"]["val_loss"]) == 2
+    assert 0 <= metrics["test_accuracy"] <= 1 and metrics["seconds_per_epoch"] > 0
+    assert (save / "gru.keras").is_file() and not (save / "gru_backup").exists()
+    info = json.loads((save / "gru.json").read_text())
+    assert info["config"]["padding"] == "pre" and info["vocabulary"][:2] == ["", "[UNK]"]
+    # Same config again: the finished run is reused, not retrained.
+    assert train.train_and_evaluate(config, strategy, data_dir=tiny_acl_imdb, save_path=save) == metrics
+
+
+# --- bad input ---------------------------------------------------------------
+
+
+def test_bad_paths_raise_clear_errors(tmp_path):
+    with pytest.raises(UserInputError, match="--model=.*none.keras: no such file"):
+        predict.load_classifier(tmp_path / "none.keras")
+    with pytest.raises(UserInputError, match="no such file or folder"):
+        data.load_data(tmp_path / "missing")
+    (tmp_path / "train" / "pos").mkdir(parents=True)
+    with pytest.raises(UserInputError, match=r"no reviews in train/neg/"):
+        data.load_data(tmp_path)
+    corrupt = tmp_path / "aclImdb_v1.tar.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00 not really gzip")
+    with pytest.raises(UserInputError, match="not a readable tar archive"):
+        data.load_data(corrupt)
+
+
+def test_cli_bad_inputs_exit_with_one_clean_line(tmp_path):
+    assert_clean_error(run_cli("imdb_sentiment.train", "--rnn", "transformer"), "--rnn=transformer")
+    corrupt = tmp_path / "aclImdb_v1.tar.gz"
+    corrupt.write_bytes(b"not a tarball")
+    assert_clean_error(run_cli("imdb_sentiment.train", f"--data_dir={corrupt}"), f"--data_dir={corrupt}")
+
+
+# --- real data ---------------------------------------------------------------
+
+# The least data and epochs that reliably learned something in trials on 2 CPU cores
+# (fewer reviews stayed near chance). SimpleRNN needs small batches (more updates)
+# before it generalises from so few reviews.
+REAL_RUNS = {
+    "lstm": ["--max_examples=1500", "--epochs=3", "--batch_size=128", "--dropout=0"],
+    "gru": ["--max_examples=1500", "--epochs=3", "--batch_size=128", "--dropout=0"],
+    "simple_rnn": ["--max_examples=4000", "--epochs=4", "--batch_size=32", "--dropout=0"],
+}
+
+
+@pytest.fixture(scope="module")
+def real_runs(data_dir, tmp_path_factory):
+    """{rnn: (save folder, exit status, stdout, stderr)}: one short CLI run per model.
+
+    The three start together so that their start-up (imports, reading the tarball,
+    compiling) overlaps; output goes to files, which never block like full pipes.
+    """
+    started = {}
+    for rnn, args in REAL_RUNS.items():
+        save = tmp_path_factory.mktemp(rnn)
+        command = [sys.executable, "-m", "imdb_sentiment.train", f"--rnn={rnn}",
+                   f"--data_dir={data_dir / 'imdb'}", f"--save_path={save}", *args]
+        with open(save / "stdout", "w") as stdout, open(save / "stderr", "w") as stderr:
+            started[rnn] = save, subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=stderr)
+    runs = {}
+    for rnn, (save, process) in started.items():
+        status = process.wait(timeout=600)
+        runs[rnn] = save, status, (save / "stdout").read_text(), (save / "stderr").read_text()
+    return runs
+
+
+@pytest.mark.parametrize("rnn", list(REAL_RUNS))
+def test_short_real_run_beats_chance(real_runs, rnn):
+    save, status, stdout, stderr = real_runs[rnn]
+    assert status == 0, stderr[-2000:]
+    metrics = json.loads((save / f"{rnn}.json").read_text())["metrics"]
+    assert f"test acc {metrics['test_accuracy']:.4f}" in stdout
+    # 1,500+ balanced test reviews: 0.6 is more than 7 standard errors above chance.
+    assert metrics["test_accuracy"] > 0.6, metrics
+
+
+def test_predict_scores_real_reviews_with_a_saved_model(real_runs, data_dir):
+    save = real_runs["lstm"][0]
+    _, score = predict.load_classifier(save / "lstm.keras")
+    texts, labels = data.read_raw_reviews(data_dir / "imdb")["test"]
+    pick = np.r_[0:200, len(labels) - 200 : len(labels)]  # 200 negative, 200 positive
+    accuracy = np.mean((score(list(texts[pick])) >= 0.5) == labels[pick])
+    assert accuracy > 0.6, accuracy
+
+    review = "One of the best films I have seen: moving, funny and beautifully acted."
+    result = run_cli("imdb_sentiment.predict", f"--model={save / 'lstm.keras'}", review)
+    assert result.returncode == 0, result.stderr[-2000:]
+    probability, label = result.stdout.strip().split("\t")
+    assert abs(float(probability) - score([review])[0]) < 1e-4
+    assert label == ("positive" if float(probability) >= 0.5 else "negative")
+    assert_clean_error(
+        run_cli("imdb_sentiment.predict", f"--model={save / 'lstm.keras'}", stdin="\n  \n"), "stdin: empty"
+    )
