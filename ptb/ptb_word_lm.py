@@ -204,16 +204,16 @@ def sequence_loss(targets, logits):
     return tf.reduce_sum(per_word, axis=-1)
 
 
-def compile_for_training(model, config, steps_per_execution=1, jit_compile=False):
+def compile_for_training(model, config, steps_per_execution=1):
     model.compile(
         # global_clipnorm is tf.clip_by_global_norm (clipnorm would clip each
         # variable on its own).
         optimizer=keras.optimizers.SGD(config.learning_rate, global_clipnorm=config.max_grad_norm),
         loss=sequence_loss,
         # Several windows per call of the compiled step: Keras' Python work
-        # between steps (~ms) would otherwise cost as much as a small model's step.
+        # between calls dominates tiny models (it took the `test` preset from
+        # ~6,000 to ~10,000 words/s here); for `small` see docs/RESULTS.md.
         steps_per_execution=steps_per_execution,
-        jit_compile=jit_compile,
     )
 
 
