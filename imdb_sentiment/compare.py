@@ -32,10 +32,14 @@ from matplotlib import pyplot  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from imdb_sentiment import model as model_lib  # noqa: E402
-from imdb_sentiment import train  # noqa: E402  (also defines the shared flags)
+from imdb_sentiment import train  # noqa: E402
 
-flags.DEFINE_string("output_dir", "runs/imdb_sentiment", "Where results and models go.")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    train.define_flags()  # the shared settings: --data_dir, --epochs, ...
+    flags.DEFINE_string("output_dir", "runs/imdb_sentiment", "Where results and models go.")
 
 COLUMNS = ("model", "parameters", "test_accuracy", "test_loss", "best_epoch", "epochs_run",
            "seconds_per_epoch")
@@ -147,4 +151,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     common.cli.run(main)

@@ -23,9 +23,13 @@ import keras
 
 from imdb_sentiment import data
 
-flags.DEFINE_string("model", None, "A <rnn>.keras file written by train --save_path or compare.")
-flags.DEFINE_string("file", None, "Text file with one review per line (default: arguments, else stdin).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("model", None, "A <rnn>.keras file written by train --save_path or compare.")
+    flags.DEFINE_string("file", None, "Text file with one review per line (default: arguments, "
+                        "else stdin).")
 
 
 def load_classifier(model_path):
@@ -89,4 +93,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     common.cli.run(main)

@@ -6,7 +6,8 @@ Runs the trainer's own training step (ptb_word_lm: same model, loss, SGD with
 global-norm clipping, state carried between windows) on PTB-shaped random word
 ids, skips the warm-up calls, and prints:
 
-  - training words/s, and the same for the plain Keras stack (--compare_plain),
+  - training words/s, and the same for the plain Keras stack (--compare_plain)
+    and for each CPU speed-up on its own (--variants), the models taking turns,
   - test-set evaluation words/s (batch 1, one stream, as the trainer evaluates),
   - model FLOPs per word and the achieved GFLOP/s,
   - that as a share of this machine's fp32 matmul peak, measured in the same
@@ -24,17 +25,18 @@ H by V. Evaluation is the forward third of that. For `small` this is 15.8
 MFLOP per word, 6.3 GFLOP per training window of 400 words; the 200 x 10,000
 output layer is three quarters of it.
 
-Where the time goes (`--breakdown`, small preset, 2026-11-22, this 2-core CPU
-with another training job present; forward + backward per 400-word window):
-the output layer's matmuls 20.3 ms, TensorFlow's fused sparse softmax
-cross-entropy 11.1 ms (this package's log_softmax version: 6.6 ms), the
-2-layer LSTM 19.5 ms as a while loop and 17.8 ms unrolled. A whole plain-Keras
-step took ~75 ms (5,304 words/s), so ~24 ms went elsewhere (gradient clipping,
-the SGD update, the embedding gradient, Keras). The parts are faster in
-isolation, but whole-step comparisons on this shared machine have not yet
-shown a reliable gain: see docs/RESULTS.md before trusting any speed-up.
+Where the time goes (a TensorFlow profile of 40 training windows, small
+preset, 2026-11-22; docs/RESULTS.md has the numbers): before the CPU speed-ups,
+241 matrix products per window: 3 the output layer's large ones and 240 the
+LSTM's small per-step ones (a [20 x 200] by [200 x 800] product or one of its
+gradients; two forward and four backward per step and layer). The rest was
+hundreds of small element-wise operations (the LSTM gates, the softmax, the
+gradient clipping's squares). Hence `WindowLSTM` (87 products per window) and
+XLA (fuses the small operations). `--profile` prints such a profile (per
+operation type) for both paths; `--breakdown` times the parts in isolation.
 """
 
+import glob
 import time
 
 import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
@@ -45,6 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptb import ptb_word_lm
+from ptb.window_lstm import WindowLSTM
 
 PTB_TEST_WORDS = 82_430
 
@@ -56,23 +59,13 @@ def flops_per_word(config):
     return 3 * forward
 
 
-def reference_loss(targets, logits):
-    """The straightforward Keras loss: Keras' sparse cross-entropy, summed over time."""
-    per_word = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-    return keras.ops.sum(per_word, axis=-1)
-
-
 def build_trainer(config, plain=False, steps_per_execution=1, seed=0):
     """The trainer's compiled model; `plain=True` gives the plain Keras stack
-    (while-loop LSTM, Keras' cross-entropy, one step per call) for comparison."""
-    if plain:
-        model = ptb_word_lm.build_model(config, unroll=False, seed=seed)
-        model.compile(optimizer=keras.optimizers.SGD(
-            config.learning_rate, global_clipnorm=config.max_grad_norm), loss=reference_loss)
-        return model
-    model = ptb_word_lm.build_model(
-        config, unroll=ptb_word_lm.cpu_only(), seed=seed)
-    ptb_word_lm.compile_for_training(model, config, steps_per_execution=steps_per_execution)
+    (keras.layers.LSTM, no XLA, one step per call) for comparison."""
+    if not plain:
+        return ptb_word_lm.build_training_model(config, steps_per_execution, seed=seed)
+    model = ptb_word_lm.build_model(config, num_steps=config.num_steps, seed=seed)
+    ptb_word_lm.compile_for_training(model, config)
     return model
 
 
@@ -83,17 +76,34 @@ def random_windows(config, num_windows, seed=0):
     return tf.data.Dataset.from_tensor_slices((ids[0], ids[1])).cache()
 
 
-def training_words_per_second(model, config, steps, calls, warmup_calls=1):
-    """Best words/s over `calls` fits of `steps` windows, after warm-up fits."""
+def training_words_per_second(models, config, steps, calls, warmup_calls=1):
+    """{name: (best, median) words/s} over `calls` fits of `steps` windows each.
+
+    The models take turns, call by call, so that the machine's slow phases
+    (docs/RESULTS.md) fall on all of them alike; warm-up fits are not timed.
+    """
     data = random_windows(config, steps)
-    rates = []
+    rates = {name: [] for name in models}
     for call in range(warmup_calls + calls):
-        ptb_word_lm.reset_lstm_states(model)
-        start = time.perf_counter()
-        model.fit(data, epochs=1, verbose=0, shuffle=False)
-        if call >= warmup_calls:
-            rates.append(steps * config.batch_size * config.num_steps / (time.perf_counter() - start))
-    return max(rates), float(np.median(rates))
+        for name, model in models.items():
+            ptb_word_lm.reset_lstm_states(model)
+            start = time.perf_counter()
+            model.fit(data, epochs=1, verbose=0, shuffle=False)
+            if call >= warmup_calls:
+                words = steps * config.batch_size * config.num_steps
+                rates[name].append(words / (time.perf_counter() - start))
+    return {name: (max(r), float(np.median(r))) for name, r in rates.items()}
+
+
+def cpu_variants(config, steps_per_execution):
+    """The CPU speed-ups one at a time, each with `steps_per_execution`."""
+    variants = {}
+    for window_lstm, jit_compile in ((False, False), (False, True), (True, False)):
+        model = ptb_word_lm.build_model(config, num_steps=config.num_steps, window_lstm=window_lstm)
+        ptb_word_lm.compile_for_training(model, config, steps_per_execution, jit_compile)
+        name = f"{'WindowLSTM' if window_lstm else 'keras LSTM'}, XLA {'on' if jit_compile else 'off'}"
+        variants[name] = model
+    return variants
 
 
 def evaluation_words_per_second(model, config, num_words):
@@ -118,16 +128,16 @@ def step_breakdown(config, repeats=10):
     inputs = tf.constant(rng.standard_normal(
         (config.batch_size, config.num_steps, config.hidden_size)), tf.float32)
 
-    def gradients(loss_fn, tensors, variables=()):
+    def gradients(loss_fn, tensors, variables=(), jit_compile=False):
         def step():
             with tf.GradientTape() as tape:
                 tape.watch(tensors)  # trainable variables are watched anyway
                 loss = loss_fn()
             return tape.gradient(loss, tensors + list(variables))
-        return tf.function(step)
+        return tf.function(step, jit_compile=jit_compile)
 
-    def lstm_stack(unroll):
-        layers = [keras.layers.LSTM(config.hidden_size, return_sequences=True, unroll=unroll)
+    def lstm_stack(layer_class, jit_compile=False, **kwargs):
+        layers = [layer_class(config.hidden_size, return_sequences=True, **kwargs)
                   for _ in range(config.num_layers)]
 
         def loss():
@@ -136,19 +146,21 @@ def step_breakdown(config, repeats=10):
                 x = layer(x)
             return tf.reduce_sum(x)
         loss()  # builds the layers' weights
-        return gradients(loss, [inputs], [w for layer in layers for w in layer.trainable_weights])
+        return gradients(loss, [inputs], [w for layer in layers for w in layer.trainable_weights],
+                         jit_compile)
 
     parts = {
         "output matmul [words x H] @ [H x V]": gradients(
             lambda: tf.reduce_sum(tf.matmul(hidden, kernel) * logits), [hidden], [kernel]),
-        "TF fused sparse softmax cross-entropy": gradients(
+        "sparse softmax cross-entropy": gradients(
             lambda: tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)),
             [logits]),
-        "this package's cross_entropy_with_logits": gradients(
-            lambda: tf.reduce_sum(ptb_word_lm.cross_entropy_with_logits(logits, targets)),
-            [logits]),
-        "LSTM stack, while loop": lstm_stack(unroll=False),
-        "LSTM stack, unrolled": lstm_stack(unroll=True),
+        "LSTM stack, keras.layers.LSTM": lstm_stack(keras.layers.LSTM),
+        "LSTM stack, keras.layers.LSTM unrolled": lstm_stack(keras.layers.LSTM, unroll=True),
+        "LSTM stack, WindowLSTM": lstm_stack(WindowLSTM),
+        "LSTM stack, keras.layers.LSTM unrolled, XLA": lstm_stack(
+            keras.layers.LSTM, jit_compile=True, unroll=True),
+        "LSTM stack, WindowLSTM, XLA": lstm_stack(WindowLSTM, jit_compile=True),
     }
     milliseconds = {}
     for name, step in parts.items():
@@ -160,6 +172,40 @@ def step_breakdown(config, repeats=10):
             best = min(best, time.perf_counter() - start)
         milliseconds[name] = 1e3 * best
     return milliseconds
+
+
+def operation_profile(model, config, windows=40, top=12):
+    """[(operation type, ms per window, calls per window)] of `windows` training
+    windows under TensorFlow's profiler, most time first.
+
+    Times are summed over the executor's threads, which run operations side by
+    side, so they add up to more than the wall time. Under XLA the compiled
+    clusters appear as a whole.
+    """
+    import collections
+    import tempfile
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    data = random_windows(config, windows)
+    model.fit(data, epochs=1, verbose=0, shuffle=False)  # warm-up: traces and compiles
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        model.fit(data, epochs=1, verbose=0, shuffle=False)
+        tf.profiler.experimental.stop()
+        (trace,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
+        space = xplane_pb2.XSpace.FromString(open(trace, "rb").read())
+    picoseconds, calls = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the executor's op threads
+                continue
+            for event in line.events:
+                op_type = plane.event_metadata[event.metadata_id].name.split(":")[-1]
+                picoseconds[op_type] += event.duration_ps
+                calls[op_type] += 1
+    picoseconds.pop("Process", None)  # the executor's wrapper around each op
+    return [(op_type, ps / 1e9 / windows, calls[op_type] / windows)
+            for op_type, ps in picoseconds.most_common(top)]
 
 
 def matmul_peak_gflops(size=2048, repeats=10):
@@ -186,7 +232,11 @@ def define_flags():
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
                          "(default: the size of the PTB test set); 0 skips evaluation.")
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
+    flags.DEFINE_boolean("variants", False, "Also time each CPU speed-up on its own "
+                         "(WindowLSTM, XLA), in turns with the others.")
     flags.DEFINE_boolean("breakdown", False, "Also time the parts of one step.")
+    flags.DEFINE_boolean("profile", False, "Also print where a step's time goes, per "
+                         "operation type, for the plain stack and this package's (XLA off).")
 
 
 def main(argv):
@@ -203,17 +253,31 @@ def main(argv):
         for name, milliseconds in step_breakdown(config).items():
             print(f"  {name:42s} {milliseconds:7.1f} ms per window (forward + backward)")
 
+    if FLAGS.profile:
+        # This package's path without XLA: under XLA the step is one opaque cluster.
+        window_lstm = ptb_word_lm.build_model(config, num_steps=config.num_steps,
+                                              window_lstm=ptb_word_lm.cpu_only())
+        ptb_word_lm.compile_for_training(window_lstm, config, steps_per_execution=40)
+        for name, profiled in (("plain Keras", build_trainer(config, plain=True)),
+                               ("WindowLSTM where it applies, XLA off", window_lstm)):
+            print(f"profile ({name}), summed over threads, per window:")
+            for op_type, milliseconds, calls in operation_profile(profiled, config):
+                print(f"  {op_type:28s} {milliseconds:7.2f} ms  {calls:6.1f} calls")
+
     model = build_trainer(config, steps_per_execution=FLAGS.steps)
     print(f"parameters: {model.count_params():,}")
-    best, median = training_words_per_second(model, config, FLAGS.steps, FLAGS.calls)
-    achieved = best * per_word / 1e9
-    print(f"train (this package): {best:8.0f} words/s best, {median:8.0f} median | "
-          f"{achieved:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of peak (MFU)")
+    models = {"this package": model}
     if FLAGS.compare_plain:
-        plain = build_trainer(config, plain=True)
-        plain_best, plain_median = training_words_per_second(plain, config, FLAGS.steps, FLAGS.calls)
-        print(f"train (plain Keras):  {plain_best:8.0f} words/s best, {plain_median:8.0f} median | "
-              f"this package is {best / plain_best:.2f}x faster (best vs best)")
+        models["plain Keras"] = build_trainer(config, plain=True)
+    if FLAGS.variants:
+        models.update(cpu_variants(config, FLAGS.steps))
+    rates = training_words_per_second(models, config, FLAGS.steps, FLAGS.calls)
+    best = rates["this package"][0]
+    for name, (name_best, name_median) in rates.items():
+        achieved = name_best * per_word / 1e9
+        print(f"train ({name}): {name_best:6.0f} words/s best, {name_median:6.0f} median | "
+              f"{achieved:5.1f} GFLOP/s = {100 * achieved / peak:2.0f}% of peak (MFU)"
+              + (f" | this package: {best / name_best:.2f}x" if name != "this package" else ""))
     if FLAGS.eval_words:
         words_per_second, seconds = evaluation_words_per_second(model, config, FLAGS.eval_words)
         print(f"eval (batch 1 stream): {words_per_second:7.0f} words/s, "

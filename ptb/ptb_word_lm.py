@@ -6,11 +6,11 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar.
 
 | preset | epochs | tutorial train / valid / test | this code: train / valid / test |
 |--------|--------|-------------------------------|---------------------------------|
-| small  | 13     | 37.99 / 121.39 / 115.91       | 40.99 / 119.44 / 114.22         |
+| small  | 13     | 37.99 / 121.39 / 115.91       | 40.67 / 119.56 / 114.01         |
 | medium | 39     | 48.45 /  86.16 /  82.07       | not run (CPU only here)         |
 | large  | 55     | 37.87 /  82.62 /  78.29       | not run (CPU only here)         |
 
-(this code: 2-core CPU, 2026-11-22, `--model small`; details in docs/RESULTS.md)
+(this code: 2-core CPU, 2026-11-22, `--model small`, 31 minutes; details in docs/RESULTS.md)
 
 Glossary (tutorial name -> field of `Config` where it differs):
   init_scale     weights start uniform in [-init_scale, init_scale]
@@ -48,6 +48,7 @@ import tensorflow as tf
 from common import cli
 from common import strategy as strategy_lib
 from ptb import reader
+from ptb.window_lstm import WindowLSTM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,17 +125,19 @@ def load_data(data_path, config):
 def cpu_only():
     """True when no GPU is visible: then the CPU-specific speed-ups apply.
 
-    On a GPU the LSTM layers must stay on the cuDNN kernel, which needs
-    unroll=False and cannot be compiled with XLA. On a CPU, (1) the unrolled
-    graph of num_steps LSTM cells ran a little faster than TensorFlow's while
-    loop (17.8 vs 19.5 ms per window, `ptb.benchmark --breakdown`), and (2) XLA
-    fuses the batch-1 evaluation's per-word cell operations: 2.9x the words/s of
-    the uncompiled loop in a same-run comparison, 82,430 words in 6.8 s.
+    On a GPU the LSTM layers must stay on the cuDNN kernel: keras.layers.LSTM
+    with its default arguments, not unrolled and not compiled with XLA (cuDNN
+    ops are not XLA-compatible), so there the model is the plain Keras one.
+    On a CPU, a profile of one step found most of the matmul time in the LSTM's
+    per-step products and much of the rest in small per-word operations, so:
+    (1) `WindowLSTM` does the window's products at once, and (2) XLA compiles
+    the training step and the batch-1 evaluation, fusing those small operations.
+    Measurements: docs/RESULTS.md and `python -m ptb.benchmark`.
     """
     return not tf.config.list_logical_devices("GPU")
 
 
-def build_model(config, batch_size=None, num_steps=None, unroll=False, seed=0):
+def build_model(config, batch_size=None, num_steps=None, window_lstm=False, seed=0):
     """The tutorial's network as a stateful Keras model that outputs logits.
 
     embedding -> dropout -> [LSTM -> dropout] x num_layers -> dense over the vocabulary
@@ -142,6 +145,8 @@ def build_model(config, batch_size=None, num_steps=None, unroll=False, seed=0):
     The LSTM state is kept between calls (stateful=True), so consecutive windows
     of each stream continue where the previous one stopped; reset it with
     `reset_lstm_states`. `num_steps=None` accepts windows of any length.
+    `window_lstm=True` uses the CPU-only `WindowLSTM` (same weights, same
+    function, faster on a CPU; needs `num_steps`) instead of keras.layers.LSTM.
     """
     init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale, seed=seed)
     dropout_rate = 1.0 - config.keep_prob
@@ -152,9 +157,10 @@ def build_model(config, batch_size=None, num_steps=None, unroll=False, seed=0):
     # A Dropout layer on [batch, time, units] draws a fresh mask for every time
     # step, as the tutorial does (LSTM(dropout=...) would reuse one mask).
     x = keras.layers.Dropout(dropout_rate, seed=seed + 1)(x)
+    lstm = WindowLSTM if window_lstm else keras.layers.LSTM
     for layer in range(config.num_layers):
-        x = keras.layers.LSTM(
-            config.hidden_size, return_sequences=True, stateful=True, unroll=unroll,
+        x = lstm(
+            config.hidden_size, return_sequences=True, stateful=True,
             kernel_initializer=init, recurrent_initializer=init,
             # The tutorial's BasicLSTMCell: zero biases, forget_bias=0.0.
             bias_initializer="zeros", unit_forget_bias=False,
@@ -172,25 +178,6 @@ def reset_lstm_states(model):
             layer.reset_state()
 
 
-@tf.custom_gradient
-def cross_entropy_with_logits(logits, targets):
-    """Per-word -log softmax(logits)[target]; the same numbers as
-    tf.nn.sparse_softmax_cross_entropy_with_logits, computed faster on a CPU.
-
-    For the small preset's [400, 10000] logits, forward + backward, TensorFlow's
-    fused CPU kernel took 11.1 ms and this 6.6 ms in the same run
-    (`python -m ptb.benchmark --breakdown`).
-    """
-    log_probs = tf.nn.log_softmax(logits)
-    loss = -tf.gather(log_probs, targets, batch_dims=len(targets.shape))
-
-    def gradient(upstream):
-        probs_minus_onehot = tf.exp(log_probs) - tf.one_hot(targets, tf.shape(logits)[-1])
-        return probs_minus_onehot * upstream[..., None], None
-
-    return loss, gradient
-
-
 @keras.saving.register_keras_serializable(package="ptb")
 def sequence_loss(targets, logits):
     """Cross-entropy summed over the window's time steps, per stream.
@@ -200,11 +187,12 @@ def sequence_loss(targets, logits):
     same learning rate would make every step num_steps times smaller: training
     is then that much slower and ends far above the tutorial's perplexities.
     """
-    per_word = cross_entropy_with_logits(tf.cast(logits, tf.float32), tf.cast(targets, tf.int32))
-    return tf.reduce_sum(per_word, axis=-1)
+    per_word = keras.losses.sparse_categorical_crossentropy(
+        targets, keras.ops.cast(logits, "float32"), from_logits=True)
+    return keras.ops.sum(per_word, axis=-1)
 
 
-def compile_for_training(model, config, steps_per_execution=1):
+def compile_for_training(model, config, steps_per_execution=1, jit_compile=False):
     model.compile(
         # global_clipnorm is tf.clip_by_global_norm (clipnorm would clip each
         # variable on its own).
@@ -214,7 +202,21 @@ def compile_for_training(model, config, steps_per_execution=1):
         # between calls dominates tiny models (it took the `test` preset from
         # ~6,000 to ~10,000 words/s here); for `small` see docs/RESULTS.md.
         steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,  # see cpu_only()
     )
+
+
+def build_training_model(config, steps_per_execution=1, seed=0, replicas=1):
+    """The trainer's compiled model; with the CPU speed-ups where they apply.
+
+    Those (see cpu_only) were measured on one device only, so several replicas
+    get the plain Keras model.
+    """
+    cpu_speedups = cpu_only() and replicas == 1
+    model = build_model(config, num_steps=config.num_steps, window_lstm=cpu_speedups, seed=seed)
+    compile_for_training(model, config, steps_per_execution=steps_per_execution,
+                         jit_compile=cpu_speedups)
+    return model
 
 
 # ----------------------------------------------------------------------------
@@ -223,7 +225,7 @@ def compile_for_training(model, config, steps_per_execution=1):
 
 def _summed_loss(model, inputs, targets):
     """Total loss of one batch-1 window."""
-    return tf.reduce_sum(cross_entropy_with_logits(model(inputs, training=False), targets))
+    return tf.reduce_sum(sequence_loss(targets, model(inputs, training=False)))
 
 
 # Traced once per model and window length; XLA-compiled where it pays (CPU).
@@ -298,8 +300,8 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     words_per_window = config.batch_size * config.num_steps
 
     with strategy.scope():
-        model = build_model(config, unroll=cpu_only(), seed=seed)
-        compile_for_training(model, config, steps_per_execution=-(-num_windows // 10))
+        model = build_training_model(config, steps_per_execution=-(-num_windows // 10),
+                                     seed=seed, replicas=strategy.num_replicas_in_sync)
         model.optimizer.build(model.trainable_variables)
     print(f"Model {model.count_params():,} parameters; "
           f"{strategy.num_replicas_in_sync} replica(s) in sync.")

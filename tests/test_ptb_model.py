@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from ptb import benchmark
 from ptb import ptb_word_lm
+from ptb.window_lstm import WindowLSTM
 
 SMALL = ptb_word_lm.PRESETS["small"]
 TINY = dataclasses.replace(ptb_word_lm.PRESETS["small"], hidden_size=8, vocab_size=50,
@@ -80,19 +81,38 @@ def test_sequence_loss_sums_over_time_and_averages_over_batch():
     assert float(loss) == pytest.approx(4 * per_word.mean(), rel=1e-5)  # num_steps x per-word
 
 
-def test_fast_cross_entropy_matches_tensorflow_value_and_gradient():
+def test_window_lstm_matches_keras_lstm_values_gradients_and_state():
     rng = np.random.default_rng(1)
-    logits = tf.constant(rng.standard_normal((5, 6, 300)).astype(np.float32) * 8)
-    targets = tf.constant(rng.integers(0, 300, (5, 6)).astype(np.int32))
-    weights = tf.constant(rng.random((5, 6)).astype(np.float32))
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(logits)
-        fast = ptb_word_lm.cross_entropy_with_logits(logits, targets)
-        reference = tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
-        fast_total, reference_total = (tf.reduce_sum(weights * loss) for loss in (fast, reference))
-    np.testing.assert_allclose(fast, reference, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(tape.gradient(fast_total, logits),
-                               tape.gradient(reference_total, logits), atol=1e-6)
+    inputs = tf.constant(rng.standard_normal((4, 7, 5)), tf.float32)
+    output_weights = tf.constant(rng.standard_normal((4, 7, 6)), tf.float32)
+    init = keras.initializers.RandomUniform(-0.5, 0.5, seed=1)
+
+    def stateful_model(layer_class):
+        words = keras.Input((7, 5), batch_size=4)
+        outputs = layer_class(6, return_sequences=True, stateful=True, kernel_initializer=init,
+                              recurrent_initializer=init, bias_initializer=init)(words)
+        return keras.Model(words, outputs)
+
+    reference, window = stateful_model(keras.layers.LSTM), stateful_model(WindowLSTM)
+    window.set_weights(reference.get_weights())
+    for call in range(2):  # the second call starts from the state the first left
+        results = []
+        for model in (reference, window):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                loss = tf.reduce_sum(model(inputs) * output_weights)
+            gradients = tape.gradient(loss, [inputs] + model.trainable_weights)
+            states = [state.numpy() for state in model.layers[1].states]
+            results.append([loss.numpy()] + [g.numpy() for g in gradients] + states)
+        for expected, actual in zip(*results):
+            np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_window_lstm_refuses_what_it_does_not_compute():
+    with pytest.raises(ValueError, match="dropout"):
+        WindowLSTM(4, dropout=0.5)
+    with pytest.raises(ValueError, match="fixed window length"):
+        WindowLSTM(4)(keras.Input((None, 3)))
 
 
 def test_state_carries_from_window_to_window():
@@ -123,9 +143,25 @@ def test_windowed_evaluation_equals_word_by_word():
     assert word_by_word == pytest.approx(by_hand, rel=1e-4)
 
 
+def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch):
+    cpu_model = ptb_word_lm.build_training_model(TINY)
+    assert cpu_model.jit_compile and isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
+    for cpu_only, replicas in ((False, 1), (True, 2)):
+        monkeypatch.setattr(ptb_word_lm, "cpu_only", lambda: cpu_only)
+        model = ptb_word_lm.build_training_model(TINY, replicas=replicas)
+        assert not model.jit_compile  # cuDNN kernels cannot be compiled with XLA
+        for layer in ("lstm_0", "lstm_1"):
+            lstm = model.get_layer(layer)
+            # Keras takes the cuDNN kernel for exactly these arguments.
+            assert type(lstm) is keras.layers.LSTM and not lstm.unroll and lstm.use_cudnn == "auto"
+            assert lstm.activation is keras.activations.tanh and lstm.cell.use_bias
+            assert lstm.recurrent_activation is keras.activations.sigmoid
+            assert lstm.cell.recurrent_dropout == 0
+
+
 def test_fast_path_trains_like_the_plain_keras_path():
-    """Unrolled LSTM + own cross-entropy + several steps per call, against the
-    plain Keras stack, from the same weights: same losses to float32 tolerance."""
+    """WindowLSTM + XLA + several steps per call (on a CPU), against the plain
+    Keras stack, from the same weights: same losses to float32 tolerance."""
     data = benchmark.random_windows(SMALL, num_windows=4)
     fast = benchmark.build_trainer(SMALL, steps_per_execution=2)
     plain = benchmark.build_trainer(SMALL, plain=True)
