@@ -128,11 +128,12 @@ def cpu_only():
     On a GPU the LSTM layers must stay on the cuDNN kernel: keras.layers.LSTM
     with its default arguments, not unrolled and not compiled with XLA (cuDNN
     ops are not XLA-compatible), so there the model is the plain Keras one.
-    On a CPU, a profile of one step found most of the matmul time in the LSTM's
-    per-step products and much of the rest in small per-word operations, so:
-    (1) `WindowLSTM` does the window's products at once, and (2) XLA compiles
-    the training step and the batch-1 evaluation, fusing those small operations.
-    Measurements: docs/RESULTS.md and `python -m ptb.benchmark`.
+    On a CPU, a profile of the training step found 240 of its 243 matrix
+    products in the LSTM's small per-step ones, and hundreds of small
+    element-wise operations, so: (1) `WindowLSTM` does the window's products at
+    once, and (2) XLA compiles the training step and the batch-1 evaluation,
+    fusing the small operations. Measurements: docs/RESULTS.md and
+    `python -m ptb.benchmark --profile --variants`.
     """
     return not tf.config.list_logical_devices("GPU")
 
