@@ -97,6 +97,11 @@ def define_flags():
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all, 0: CPU.")
 
 
+# The Config fields that have a flag of the same name.
+_FLAGGED_FIELDS = ("rnn", "padding", "epochs", "batch_size", "learning_rate", "dropout",
+                   "word_dropout", "lr_decay", "patience", "max_examples", "seed")
+
+
 def config_from_flags(**overrides):
     """Config from the command-line flags, checked; overrides win."""
     for name in ("epochs", "batch_size", "patience", "max_examples"):
@@ -110,19 +115,7 @@ def config_from_flags(**overrides):
             raise UserInputError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
     if not 0 < FLAGS.lr_decay <= 1:
         raise UserInputError(f"--lr_decay={FLAGS.lr_decay}: must be in (0, 1]")
-    values = dict(
-        rnn=FLAGS.rnn,
-        padding=FLAGS.padding,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        learning_rate=FLAGS.learning_rate,
-        dropout=FLAGS.dropout,
-        word_dropout=FLAGS.word_dropout,
-        lr_decay=FLAGS.lr_decay,
-        patience=FLAGS.patience,
-        max_examples=FLAGS.max_examples,
-        seed=FLAGS.seed,
-    )
+    values = {name: FLAGS[name].value for name in _FLAGGED_FIELDS}
     values.update(overrides)
     config = dataclasses.replace(DEFAULTS, **values)
     if config.rnn not in model_lib.RNN_LAYERS:

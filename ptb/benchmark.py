@@ -26,8 +26,8 @@ MFLOP per word, 6.3 GFLOP per training window of 400 words; the 200 x 10,000
 output layer is three quarters of it.
 
 Where the time goes (a TensorFlow profile of 40 training windows, small
-preset, 2026-11-22; docs/RESULTS.md has the numbers): before the CPU speed-ups,
-241 matrix products per window: 3 the output layer's large ones and 240 the
+preset, 2026-11-22; docs/RESULTS.md has the numbers): the plain Keras stack
+does 243 matrix products per window: 3 the output layer's large ones, 240 the
 LSTM's small per-step ones (a [20 x 200] by [200 x 800] product or one of its
 gradients; two forward and four backward per step and layer). The rest was
 hundreds of small element-wise operations (the LSTM gates, the softmax, the
@@ -95,15 +95,18 @@ def training_words_per_second(models, config, steps, calls, warmup_calls=1):
     return {name: (max(r), float(np.median(r))) for name, r in rates.items()}
 
 
+def cpu_variant(config, steps_per_execution, window_lstm, jit_compile):
+    """The trainer's model with each CPU speed-up switched on or off by hand."""
+    model = ptb_word_lm.build_model(config, num_steps=config.num_steps, window_lstm=window_lstm)
+    ptb_word_lm.compile_for_training(model, config, steps_per_execution, jit_compile)
+    return model
+
+
 def cpu_variants(config, steps_per_execution):
     """The CPU speed-ups one at a time, each with `steps_per_execution`."""
-    variants = {}
-    for window_lstm, jit_compile in ((False, False), (False, True), (True, False)):
-        model = ptb_word_lm.build_model(config, num_steps=config.num_steps, window_lstm=window_lstm)
-        ptb_word_lm.compile_for_training(model, config, steps_per_execution, jit_compile)
-        name = f"{'WindowLSTM' if window_lstm else 'keras LSTM'}, XLA {'on' if jit_compile else 'off'}"
-        variants[name] = model
-    return variants
+    return {f"{'WindowLSTM' if window_lstm else 'keras LSTM'}, XLA {'on' if jit else 'off'}":
+            cpu_variant(config, steps_per_execution, window_lstm, jit)
+            for window_lstm, jit in ((False, False), (False, True), (True, False))}
 
 
 def evaluation_words_per_second(model, config, num_words):
@@ -255,14 +258,16 @@ def main(argv):
 
     if FLAGS.profile:
         # This package's path without XLA: under XLA the step is one opaque cluster.
-        window_lstm = ptb_word_lm.build_model(config, num_steps=config.num_steps,
-                                              window_lstm=ptb_word_lm.cpu_only())
-        ptb_word_lm.compile_for_training(window_lstm, config, steps_per_execution=40)
+        window_lstm = cpu_variant(config, 40, window_lstm=ptb_word_lm.cpu_only(),
+                                  jit_compile=False)
         for name, profiled in (("plain Keras", build_trainer(config, plain=True)),
                                ("WindowLSTM where it applies, XLA off", window_lstm)):
             print(f"profile ({name}), summed over threads, per window:")
-            for op_type, milliseconds, calls in operation_profile(profiled, config):
+            rows = operation_profile(profiled, config)
+            for op_type, milliseconds, calls in rows:
                 print(f"  {op_type:28s} {milliseconds:7.2f} ms  {calls:6.1f} calls")
+            if not rows:  # tiny models run their operations inline, unrecorded
+                print("  (no operations on the executor's threads to show)")
 
     model = build_trainer(config, steps_per_execution=FLAGS.steps)
     print(f"parameters: {model.count_params():,}")

@@ -4,7 +4,7 @@ On a CPU, keras.layers.LSTM runs its cell once per time step: forward, two
 small matrix products per step (x_t @ kernel and h_{t-1} @ recurrent_kernel),
 and automatic differentiation adds four more backward. For the small PTB
 preset that is 240 products of a [20 x 200] by a [200 x 800] matrix (or one of
-its gradients) per training window, of the 241 that a profile of the training
+its gradients) per training window, of the 243 that a profile of the training
 step found (docs/RESULTS.md); products that small keep the cores poorly busy.
 
 `WindowLSTM` computes the same function from the same weights (checkpoints
