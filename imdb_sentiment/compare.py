@@ -85,11 +85,16 @@ def write_results(results, config, output_dir, data_dir, wall_seconds):
         "results": results,
     }
     (output_dir / "results.json").write_text(json.dumps(run_info, indent=1))
-    plot_curves(results, output_dir / "curves.png")
+    plot_curves(results, output_dir / "curves.png", averaged=config.weight_averaging > 0)
 
 
-def plot_curves(results, path):
-    """Loss and accuracy per epoch: solid = training, dashed = validation."""
+def plot_curves(results, path, averaged=False):
+    """Loss and accuracy per epoch: solid = training, dashed = validation.
+
+    averaged: validation used the running weight average (train.EpochWeightAverage),
+    while the training curve is measured on the weights being trained.
+    """
+    validation = "validation (averaged weights)" if averaged else "validation"
     figure, axes = pyplot.subplots(1, 2, figsize=(11, 4))
     for metrics, color in zip(results, ("tab:red", "tab:blue", "tab:green")):
         history = metrics["history"]
@@ -97,7 +102,7 @@ def plot_curves(results, path):
         for axis, key in zip(axes, ("loss", "accuracy")):
             axis.plot(epochs, history[key], color=color, label=f"{metrics['rnn']} train")
             axis.plot(epochs, history[f"val_{key}"], color=color, linestyle="--",
-                      label=f"{metrics['rnn']} validation")
+                      label=f"{metrics['rnn']} {validation}")
             axis.plot(metrics["best_epoch"], history[f"val_{key}"][metrics["best_epoch"] - 1],
                       "o", color=color)
     for axis, key in zip(axes, ("binary cross-entropy", "accuracy")):

@@ -15,6 +15,7 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
+import keras
 
 from common.cli import UserInputError
 from imdb_sentiment import data
@@ -191,6 +192,71 @@ def test_lstm_and_gru_keep_cudnn_eligible_arguments(rnn):
         assert layer.reset_after
 
 
+class RecordTrainedWeights(keras.callbacks.Callback):
+    """Listed before EpochWeightAverage: sees the weights that training goes on from."""
+
+    def __init__(self, stop_at_epoch=None):
+        super().__init__()
+        self.weights, self.stop_at_epoch = [], stop_at_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append(self.model.get_weights())
+        if epoch == self.stop_at_epoch:
+            raise KeyboardInterrupt  # as if stopped by hand
+
+
+def fit_small_model(callbacks, epochs=3):
+    """A seeded dense model on fixed random data; returns (model, history)."""
+    keras.utils.set_random_seed(7)
+    x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="tanh"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
+    history = model.fit(x[:48], y[:48], batch_size=8, epochs=epochs, shuffle=False, verbose=0,
+                        validation_data=(x[48:], y[48:]), callbacks=callbacks)
+    return model, history, (x[48:], y[48:])
+
+
+def test_epoch_weight_average_validates_and_keeps_the_average_but_trains_on():
+    plain = RecordTrainedWeights()
+    fit_small_model([plain])
+    recorder = RecordTrainedWeights()
+    model, history, validation = fit_small_model([recorder, train.EpochWeightAverage(0.5)])
+    # Training itself is untouched: the same weights at every epoch's end.
+    for trained, reference in zip(recorder.weights, plain.weights):
+        for a, b in zip(trained, reference):
+            np.testing.assert_array_equal(a, b)
+    w1, w2, w3 = recorder.weights
+    def mix(*terms):
+        return [sum(share * w[i] for share, w in terms) for i in range(len(w1))]
+    # The model ends with the average: a half of epoch 3, a quarter each of 1 and 2.
+    for got, want in zip(model.get_weights(), mix((0.25, w1), (0.25, w2), (0.5, w3))):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    # Epoch 2 was validated with the average of epochs 1 and 2.
+    model.set_weights(mix((0.5, w1), (0.5, w2)))
+    val_loss = model.evaluate(*validation, verbose=0)
+    assert history.history["val_loss"][1] == pytest.approx(val_loss, rel=1e-5)
+
+
+def test_epoch_weight_average_resumes_after_a_stop_between_the_two_backups(tmp_path):
+    uninterrupted, _, _ = fit_small_model([train.EpochWeightAverage(0.5)])
+    backup = tmp_path / "backup"
+    def callbacks(stop_at_epoch=None):
+        # The stop comes after BackupAndRestore saved epoch 2 but before the average did.
+        return [keras.callbacks.BackupAndRestore(str(backup)),
+                RecordTrainedWeights(stop_at_epoch),
+                train.EpochWeightAverage(0.5, backup / "weight_average.npz")]
+    with pytest.raises(KeyboardInterrupt):
+        fit_small_model(callbacks(stop_at_epoch=1))
+    with np.load(backup / "weight_average.npz") as state:
+        assert int(state["epochs_averaged"]) == 1
+    resumed, _, _ = fit_small_model(callbacks())
+    for got, want in zip(resumed.get_weights(), uninterrupted.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert not backup.exists()
+
+
 def test_train_and_evaluate_saves_resumable_run(tiny_acl_imdb, tmp_path):
     config = dataclasses.replace(train.DEFAULTS, rnn="gru", units=4, embedding_dim=3,
                                  vocab_size=20, sequence_length=6, epochs=2, batch_size=4,
@@ -237,9 +303,9 @@ def test_cli_bad_inputs_exit_with_one_clean_line(tmp_path):
 
 # The least data and epochs that reliably learned something in trials on 2 CPU cores
 # (fewer reviews stayed near chance). SimpleRNN needs small batches (more updates)
-# before it generalises from so few reviews. No regularisation or decay: too
-# little data and too few epochs for them to help.
-NO_REGULARISATION = ["--dropout=0", "--word_dropout=0", "--lr_decay=1"]
+# before it generalises from so few reviews. No regularisation, decay or weight
+# averaging: too little data and too few epochs for them to help.
+NO_REGULARISATION = ["--dropout=0", "--word_dropout=0", "--lr_decay=1", "--weight_averaging=0"]
 REAL_RUNS = {
     "lstm": ["--max_examples=1500", "--epochs=4", "--batch_size=128", *NO_REGULARISATION],
     "gru": ["--max_examples=1500", "--epochs=3", "--batch_size=128", *NO_REGULARISATION],
