@@ -164,6 +164,8 @@ class EpochWeightAverage(keras.callbacks.Callback):
     on. An epoch's last weights carry the noise of its last minibatches; the average
     sits nearer the middle of where they wander, and its validation accuracy moves
     more smoothly from epoch to epoch, so early stopping picks by noise less often.
+    (Keras' optimizer EMA, `use_ema=True`, averages after every step instead; the
+    epoch-end average is the one measured in docs/RESULTS.md.)
 
     Keras validates before `on_epoch_end`, so the average is swapped in for the
     validation and again from `on_epoch_end` to the next epoch's start. Callbacks
