@@ -257,6 +257,39 @@ def test_epoch_weight_average_resumes_after_a_stop_between_the_two_backups(tmp_p
     assert not backup.exists()
 
 
+def test_imdb_model_and_weight_average_on_two_mirrored_cpus():
+    """Two logical CPU devices: no XLA (it cannot reach the other device's variables),
+    and every replica ends with the averaged weights."""
+    code = """
+import common, dataclasses, json, numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from imdb_sentiment import model as model_lib, train
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+config = dataclasses.replace(train.DEFAULTS, vocab_size=30, embedding_dim=4, units=8,
+                             sequence_length=12, batch_size=16)
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = model_lib.build_model(config)
+trained = []
+record = keras.callbacks.LambdaCallback(
+    on_epoch_end=lambda epoch, logs: trained.append(model.get_weights()))
+x = np.random.default_rng(0).integers(0, 30, size=(64, 12)).astype("int32")
+y = (x[:, -1] % 2).astype("float32")
+model.fit(x[:48], y[:48], epochs=2, validation_data=(x[48:], y[48:]), verbose=0,
+          callbacks=[record, train.EpochWeightAverage(0.5)])
+want = [0.5 * a + 0.5 * b for a, b in zip(*trained)]
+ok = all(np.allclose(local.numpy(), w, atol=1e-7)
+         for variable, w in zip(model.weights, want)
+         for local in strategy.experimental_local_results(variable))
+print(json.dumps([strategy.num_replicas_in_sync, model.jit_compile is True, ok]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == [2, False, True]
+
+
 def test_train_and_evaluate_saves_resumable_run(tiny_acl_imdb, tmp_path):
     config = dataclasses.replace(train.DEFAULTS, rnn="gru", units=4, embedding_dim=3,
                                  vocab_size=20, sequence_length=6, epochs=2, batch_size=4,
