@@ -205,15 +205,16 @@ class RecordTrainedWeights(keras.callbacks.Callback):
             raise KeyboardInterrupt  # as if stopped by hand
 
 
-def fit_small_model(callbacks, epochs=3):
-    """A seeded dense model on fixed random data; returns (model, history)."""
+def fit_small_model(callbacks):
+    """A seeded dense model, 3 epochs on fixed random data; returns (model, history,
+    validation data)."""
     keras.utils.set_random_seed(7)
     x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
     y = (x.sum(axis=1) > 0).astype("float32")
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="tanh"),
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
-    history = model.fit(x[:48], y[:48], batch_size=8, epochs=epochs, shuffle=False, verbose=0,
+    history = model.fit(x[:48], y[:48], batch_size=8, epochs=3, shuffle=False, verbose=0,
                         validation_data=(x[48:], y[48:]), callbacks=callbacks)
     return model, history, (x[48:], y[48:])
 
