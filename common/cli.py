@@ -1,11 +1,27 @@
-"""Command-line plumbing shared by the training scripts."""
+"""The command line shared by every entry point: the same flags, one error path.
+
+    cli.define_run_flags(...)   --data_path --save_path --restart --epochs --seed --num_gpus
+    cli.run(main)               like absl.app.run, but any bad input ends in one line
+
+Bad input (a file, a folder, a flag value, an unknown flag, stray arguments, more
+GPUs than exist, a malformed TF_CONFIG) ends with one line on stderr that names
+the input and what to do, and exit status 2, as for any usage error; never a
+traceback. Checks raise `UserInputError` where the input is first understood;
+this module only prints them.
+"""
 
 import sys
 
 from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+USAGE_ERROR = 2  # exit status of a usage error, as argparse and the shells use
+INTERRUPTED = 130  # 128 + SIGINT
 
 
-class UserInputError(Exception):
+class UserInputError(ValueError):
     """Bad input from the user (a file, a folder, a flag).
 
     The message is the whole story: it names the file or flag and says what to do.
@@ -13,14 +29,73 @@ class UserInputError(Exception):
     """
 
 
-def run(main):
-    """Like `absl.app.run(main)`, but a UserInputError ends as one clean line."""
+def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_help=None,
+                     max_examples=False, restart=True):
+    """The flags every tutorial shares, with the same names and meanings everywhere.
+
+    default_run_folder: what an unset --save_path means, for the help text (the
+    entry point resolves it, e.g. "runs/ptb/<model>").
+    Defined on demand by each entry point (absl flags are global, and the tests
+    load several tutorials in one process).
+    """
+    flags.DEFINE_string("data_path", None, data_path_help)
+    flags.DEFINE_string("save_path", None,
+                        "The run folder: checkpoints, the final model, settings.json, "
+                        "metrics.json, history and figures; the same command again resumes "
+                        f"after the last completed epoch (default: {default_run_folder}).")
+    if restart:
+        flags.DEFINE_bool("restart", False, "Delete the run already in --save_path and start "
+                          "over (needed to run other settings into the same folder).")
+    flags.DEFINE_integer("epochs", epochs_default, epochs_help or "Number of epochs.")
+    flags.DEFINE_integer("seed", 0, "Random seed: initial weights, shuffling and dropout.",
+                         lower_bound=0, upper_bound=2**32 - 1)
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
+    if max_examples:
+        flags.DEFINE_integer("max_examples", None, "Quick runs: only the first N training "
+                             "and N test examples.")
+
+
+def check_at_least(name, minimum):
+    """Raises a UserInputError unless flag --name is unset or >= minimum."""
+    value = FLAGS[name].value
+    if value is not None and value < minimum:
+        raise UserInputError(f"--{name}={value}: must be at least {minimum}")
+
+
+def run(main, takes_arguments=False):
+    """Like `absl.app.run(main)`, with flag errors and bad input as one line, exit 2.
+
+    takes_arguments: main reads positional arguments (texts to score); otherwise
+    stray arguments are refused rather than silently ignored.
+    """
 
     def main_with_clean_errors(argv):
+        # Warnings and errors only: at INFO, TensorFlow adds a line per checkpoint.
+        logging.set_verbosity(logging.WARNING)
         try:
+            if len(argv) > 1 and not takes_arguments:
+                raise UserInputError(f"unexpected arguments {' '.join(argv[1:])!r}; flags "
+                                     "look like --epochs=5 (see --help)")
             return main(argv)
         except UserInputError as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+            fail(error)
+        except KeyboardInterrupt:
+            print("\ninterrupted; run the same command again (without --restart) to resume "
+                  "after the last completed epoch", file=sys.stderr)
+            sys.exit(INTERRUPTED)
 
-    app.run(main_with_clean_errors)
+    app.run(main_with_clean_errors, flags_parser=_parse_flags)
+
+
+def fail(message):
+    """Ends the program with one line on stderr and the usage-error status."""
+    print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def _parse_flags(argv):
+    """absl's parser, but its errors (unknown flag, bad value) in one line, exit 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        fail(f"{error}; see --help")

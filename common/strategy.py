@@ -12,15 +12,16 @@
     one GPU                                 -> OneDeviceStrategy("/gpu:0")
     otherwise (CPU)                         -> the default strategy
 
-and logs what it chose with the number of replicas. Batch sizes given to a
+and prints what it chose with the number of replicas. Batch sizes given to a
 strategy are global: each replica gets batch_size / num_replicas_in_sync.
 """
 
 import json
 import os
 
-from absl import logging
 import tensorflow as tf
+
+from common.cli import UserInputError
 
 
 def get_strategy(num_gpus=None, tpu_address=None):
@@ -28,7 +29,8 @@ def get_strategy(num_gpus=None, tpu_address=None):
 
     Args:
       num_gpus: how many of the visible GPUs to use; None uses all of them, 0
-        forces the CPU. Asking for more than exist is a ValueError.
+        forces the CPU. Asking for more than exist is a UserInputError (a
+        ValueError), as is a malformed TF_CONFIG.
       tpu_address: a TPU name or grpc address; "local" for a TPU VM.
     """
     if tpu_address:
@@ -44,10 +46,12 @@ def get_strategy(num_gpus=None, tpu_address=None):
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is None:
         num_gpus = len(gpus)
+    if num_gpus < 0:
+        raise UserInputError(f"--num_gpus={num_gpus}: must be 0 (the CPU) or more")
     if num_gpus > len(gpus):
-        raise ValueError(
+        raise UserInputError(
             f"--num_gpus={num_gpus} asks for more GPUs than this machine has "
-            f"({len(gpus)} visible)."
+            f"({len(gpus)} visible); use --num_gpus={len(gpus)} or leave it unset."
         )
     return strategy_for_devices([gpu.name for gpu in gpus[:num_gpus]])
 
@@ -68,13 +72,24 @@ def _num_tasks_in_tf_config():
     if not raw:
         return 0
     try:
-        cluster = json.loads(raw).get("cluster", {})
-    except (json.JSONDecodeError, AttributeError):
-        raise ValueError(f"TF_CONFIG is not valid JSON with a 'cluster': {raw[:80]!r}")
-    return sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
+        tf_config = json.loads(raw)
+        cluster = tf_config["cluster"]
+        num_tasks = sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
+        task = tf_config.get("task", {})
+        if num_tasks > 1 and not (task.get("type") in cluster and
+                                  0 <= int(task.get("index", -1)) < len(cluster[task["type"]])):
+            raise ValueError("task")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserInputError(
+            f"TF_CONFIG={raw[:60]!r}: not valid JSON with a 'cluster' and this process's "
+            "'task' (type and index); fix it, or unset it to train on this machine alone."
+        )
+    return num_tasks
 
 
 def _log_choice(strategy, name):
-    logging.info("Distribution strategy: %s with %d replica(s) in sync.",
-                 name, strategy.num_replicas_in_sync)
+    # Printed, not logged at INFO: absl's INFO level would also let through a line
+    # from TensorFlow for every checkpoint written.
+    print(f"Distribution strategy: {name} with {strategy.num_replicas_in_sync} "
+          "replica(s) in sync.", flush=True)
     return strategy

@@ -1,29 +1,24 @@
 """Trains SimpleRNN, LSTM and GRU on the same reviews with the same budget, compares.
 
-Writes to --output_dir (default runs/imdb_sentiment):
-    results.md / results.csv / results.json   the table (json adds curves, config)
-    curves.png                                 train and validation curves
-    <rnn>.keras, <rnn>.json                    the models, for predict.py; rerunning
-                                               reuses finished models and resumes
-                                               an interrupted one
+Writes into the run folder --save_path (default runs/imdb_sentiment/compare):
+    results.md, results.csv     the table
+    metrics.json                the table with every model's history and the settings
+    curves.png                  train and validation curves
+    simple_rnn/, lstm/, gru/    each model's own run folder (as train.py writes it;
+                                predict.py reads one); rerunning the same command
+                                resumes whichever model was interrupted
 
 Run:
-    python -m imdb_sentiment.compare --data_dir ../shared/data/imdb
+    python -m imdb_sentiment.compare --data_path ../shared/data/imdb
 """
 
 import csv
 import dataclasses
-import datetime
-import json
-import pathlib
-import platform
+import io
 import os
 import time
 
-import common  # first: quiets TensorFlow's start-up logs
-import common.cli
-from common.cli import UserInputError
-
+import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
 import matplotlib
 
@@ -31,61 +26,56 @@ matplotlib.use("Agg")  # files only, no display needed
 from matplotlib import pyplot  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
+from common import cli  # noqa: E402
+from common import run as run_lib  # noqa: E402
+from common import strategy as strategy_lib  # noqa: E402
+from imdb_sentiment import data  # noqa: E402
 from imdb_sentiment import model as model_lib  # noqa: E402
 from imdb_sentiment import train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-
-def define_flags():
-    train.define_flags()  # the shared settings: --data_dir, --epochs, ...
-    flags.DEFINE_string("output_dir", "runs/imdb_sentiment", "Where results and models go.")
-
 COLUMNS = ("model", "parameters", "test_accuracy", "test_loss", "best_epoch", "epochs_run",
            "seconds_per_epoch")
 
 
-def compare(config, strategy, output_dir, data_dir=None, verbose=1):
+def compare(config, strategy, save_path, data_path=None, restart=False, verbose=None):
     """Trains every recurrent layer with config; returns the list of their metrics."""
-    output_dir = pathlib.Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "rnn"}
+    settings.update(data_path=run_lib.data_setting(data_path))
+    run = run_lib.RunFolder(save_path, "imdb_sentiment.compare", settings, restart)
     start = time.perf_counter()
-    reviews = None  # loaded once, on the first model that needs training
+    reviews = data.load_data(config, data_path)  # once, for all three
+    run.begin()
     results = []
     for rnn in model_lib.RNN_LAYERS:
-        model_config = dataclasses.replace(config, rnn=rnn)
-        if reviews is None and not train._finished_run(output_dir, model_config):
-            reviews = train.load_data(config, data_dir)
         metrics = train.train_and_evaluate(
-            model_config, strategy, save_path=output_dir, reviews=reviews, verbose=verbose
-        )
+            dataclasses.replace(config, rnn=rnn), strategy, data_path,
+            save_path=os.path.join(save_path, rnn), reviews=reviews, verbose=verbose)
         print(train.format_metrics(metrics))
         results.append(metrics)
-    wall_seconds = time.perf_counter() - start
-    write_results(results, config, output_dir, data_dir, wall_seconds)
+    write_results(run, results, time.perf_counter() - start,
+                  averaged=config.weight_averaging > 0)
     return results
 
 
-def write_results(results, config, output_dir, data_dir, wall_seconds):
+def write_results(run, results, wall_seconds, averaged):
     rows = [_row(metrics) for metrics in results]
     table = _markdown_table(rows)
     print(table)
-    print(f"wall time {wall_seconds / 60:.1f} min; results in {output_dir}/")
-    (output_dir / "results.md").write_text(table + "\n")
-    with open(output_dir / "results.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    run_info = {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-        "data_dir": str(data_dir) if data_dir else "keras.datasets.imdb",
-        "wall_seconds": wall_seconds,
-        "config": dataclasses.asdict(config),
-        "results": results,
-    }
-    (output_dir / "results.json").write_text(json.dumps(run_info, indent=1))
-    plot_curves(results, output_dir / "curves.png", averaged=config.weight_averaging > 0)
+    print(f"wall time {wall_seconds / 60:.1f} min; results in {run.path}/")
+    run_lib.write_text(run.file("results.md"), table + "\n")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    run_lib.write_text(run.file("results.csv"), text.getvalue())
+    run_lib.write_json(run.file(run_lib.METRICS), dict(
+        tutorial=run.tutorial, settings=run.settings, machine=run_lib.describe_machine(),
+        wall_seconds=wall_seconds,  # of this command; a resumed run's earlier part is not in it
+        training_seconds=sum(metrics["training_seconds"] for metrics in results),
+        results=results))
+    plot_curves(results, run.file("curves.png"), averaged=averaged)
 
 
 def plot_curves(results, path, averaged=False):
@@ -97,7 +87,8 @@ def plot_curves(results, path, averaged=False):
     validation = "validation (averaged weights)" if averaged else "validation"
     figure, axes = pyplot.subplots(1, 2, figsize=(11, 4))
     for metrics, color in zip(results, ("tab:red", "tab:blue", "tab:green")):
-        history = metrics["history"]
+        history = {key: [epoch[key] for epoch in metrics["history"]]
+                   for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
         epochs = range(1, len(history["loss"]) + 1)
         for axis, key in zip(axes, ("loss", "accuracy")):
             axis.plot(epochs, history[key], color=color, label=f"{metrics['rnn']} train")
@@ -113,7 +104,7 @@ def plot_curves(results, path, averaged=False):
     axes[1].legend(fontsize=8)
     figure.suptitle("IMDB sentiment: Embedding -> RNN(128) -> Dense (dot: restored best epoch)")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    run_lib.save_figure(figure, path)
     pyplot.close(figure)
 
 
@@ -144,17 +135,17 @@ def _markdown_table(rows):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserInputError(f"unexpected arguments {argv[1:]}; see --help")
+    del argv  # cli.run refuses stray arguments
     if FLAGS["rnn"].present:
-        raise UserInputError("--rnn: compare trains all three; use imdb_sentiment.train for one")
-    if FLAGS["save_path"].present:
-        raise UserInputError("--save_path: compare saves its models in --output_dir")
+        raise cli.UserInputError("--rnn: compare trains all three; use "
+                                 "imdb_sentiment.train for one")
     config = train.config_from_flags()
-    strategy = train.get_strategy(FLAGS.num_gpus)
-    compare(config, strategy, FLAGS.output_dir, data_dir=FLAGS.data_dir)
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", "compare")
+    compare(config, strategy, save_path, data_path=FLAGS.data_path, restart=FLAGS.restart)
 
 
 if __name__ == "__main__":
-    define_flags()
-    common.cli.run(main)
+    train.define_flags(default_run_folder="runs/imdb_sentiment/compare")
+    flags.adopt_module_key_flags(train)  # so that --help lists them
+    cli.run(main)

@@ -1,8 +1,9 @@
 """IMDB movie reviews as padded token ids, from one of two real sources.
 
-    load_data(data_dir=None)            keras.datasets.imdb (downloads, pre-tokenised)
-    load_data(data_dir=".../aclImdb")   the raw Large Movie Review Dataset (offline):
-    load_data(data_dir=".../aclImdb_v1.tar.gz")   the folder, or the tarball itself
+    load_data(config)                       keras.datasets.imdb (downloads, pre-tokenised)
+    load_data(config, ".../aclImdb")        the raw Large Movie Review Dataset (offline):
+    load_data(config, ".../aclImdb_v1.tar.gz")  the folder, or the tarball itself
+    training_batches(reviews, config, first_epoch)   shuffled batches, resumable
 
 Raw reviews are standardised (lower case, `<br />` markup and punctuation removed)
 and turned into ids by a Keras `TextVectorization` layer whose vocabulary is adapted
@@ -37,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from common import data as common_data
 from common.cli import UserInputError
 
 PADDING_CHOICES = ("pre", "post")
@@ -74,69 +76,76 @@ def pad(token_ids, sequence_length, padding="pre"):
     )
 
 
-def load_data(
-    data_dir=None,
-    vocab_size=10_000,
-    sequence_length=256,
-    padding="pre",
-    max_examples=None,
-    validation_fraction=0.2,
-    seed=0,
-):
+def load_data(config, data_path=None):
     """Returns `Reviews`: train/validation from the training set, test untouched.
 
-    max_examples: use only the first N training and N test reviews, half of each
-    class, for quick runs and tests. The validation split is a seeded shuffle of the
-    training reviews.
+    Reads config.vocab_size, sequence_length, padding, validation_fraction, seed
+    and max_examples: only the first N training and N test reviews, half of each
+    class, for quick runs and tests. The validation split is a seeded shuffle of
+    the training reviews.
     """
+    max_examples = config.max_examples
     if max_examples is not None and max_examples < 4:
         raise UserInputError(f"--max_examples={max_examples}: use at least 4 (2 per class)")
-    if data_dir is None:
-        train, test, vocabulary = _keras_imdb(vocab_size, max_examples)
-        (x_train, y_train), (x_val, y_val) = _split(*train, validation_fraction, seed)
+    if data_path is None:
+        train, test, vocabulary = _keras_imdb(config.vocab_size, max_examples)
+        (x_train, y_train), (x_val, y_val) = _split(*train, config.validation_fraction, config.seed)
         x_test, y_test = test
     else:
-        raw = read_raw_reviews(data_dir)
+        raw = read_raw_reviews(data_path)
         train = _first_per_class(*raw["train"], max_examples)
         x_test, y_test = _first_per_class(*raw["test"], max_examples)
-        (x_train, y_train), (x_val, y_val) = _split(*train, validation_fraction, seed)
+        (x_train, y_train), (x_val, y_val) = _split(*train, config.validation_fraction, config.seed)
         vectorizer = keras.layers.TextVectorization(
-            max_tokens=vocab_size, standardize=standardize, ragged=True
+            max_tokens=config.vocab_size, standardize=standardize, ragged=True
         )
         vectorizer.adapt(tf.data.Dataset.from_tensor_slices(x_train).batch(1024))
         vocabulary = vectorizer.get_vocabulary()
         x_train, x_val, x_test = (
             vectorizer(tf.constant(list(texts))).to_list() for texts in (x_train, x_val, x_test)
         )
-    x_train, x_val, x_test = (pad(x, sequence_length, padding) for x in (x_train, x_val, x_test))
+    x_train, x_val, x_test = (pad(x, config.sequence_length, config.padding)
+                              for x in (x_train, x_val, x_test))
     return Reviews(x_train, y_train, x_val, y_val, x_test, y_test, list(vocabulary))
 
 
-def read_raw_reviews(data_dir):
+def training_batches(reviews, config, first_epoch=0):
+    """Shuffled training batches from `first_epoch` to the last; a resumed run draws
+    exactly what an uninterrupted one would (common/data.py)."""
+    return common_data.shuffled_epochs(reviews.x_train, reviews.y_train.astype("float32"),
+                                       config.batch_size, config.seed, first_epoch, config.epochs)
+
+
+def evaluation_batches(x, y, config):
+    """Validation or test batches, in stored order."""
+    return common_data.in_order(x, y.astype("float32"), config.batch_size)
+
+
+def read_raw_reviews(data_path):
     """{"train": (texts, labels), "test": (texts, labels)} from aclImdb, sorted by file.
 
-    data_dir: an `aclImdb` folder, a folder holding one or `aclImdb_v1.tar.gz`, or
+    data_path: an `aclImdb` folder, a folder holding one or `aclImdb_v1.tar.gz`, or
     the tarball itself (read once, in a single pass, never extracted).
     """
-    path = pathlib.Path(data_dir)
+    path = pathlib.Path(data_path)
     if path.is_dir() and not (path / "train").is_dir():
         if (path / "aclImdb").is_dir():
             path = path / "aclImdb"
         elif (path / "aclImdb_v1.tar.gz").is_file():
             path = path / "aclImdb_v1.tar.gz"
     if path.is_dir():
-        files = {
-            str(file.relative_to(path)): file.read_bytes
-            for split in _SPLITS
-            for name, _ in _CLASSES
-            for file in (path / split / name).glob("*.txt")
-        }
-        reviews = {name: read() for name, read in files.items()}
+        files = [file for split in _SPLITS for name, _ in _CLASSES
+                 for file in (path / split / name).glob("*.txt")]
+        try:
+            reviews = {str(file.relative_to(path)): file.read_bytes() for file in files}
+        except OSError as error:  # a folder named *.txt, no permission, an I/O error
+            raise UserInputError(f"{error.filename}: cannot read it ({error.strerror}); "
+                                 "check --data_path")
     elif path.is_file():
         reviews = _read_tarball(path)
     else:
         raise UserInputError(
-            f"--data_dir={data_dir}: no such file or folder; give the aclImdb folder "
+            f"--data_path={data_path}: no such file or folder; give the aclImdb folder "
             "or aclImdb_v1.tar.gz"
         )
     result = {}
@@ -149,7 +158,7 @@ def read_raw_reviews(data_dir):
             labels += [label] * len(members)
             if not members:
                 raise UserInputError(
-                    f"--data_dir={data_dir}: no reviews in {split}/{name}/; expected the "
+                    f"--data_path={data_path}: no reviews in {split}/{name}/; expected the "
                     "aclImdb layout {train,test}/{pos,neg}/*.txt"
                 )
         result[split] = (np.array(texts, dtype=object), np.array(labels, dtype=np.int32))
@@ -169,7 +178,7 @@ def _read_tarball(path):
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         reason = " ".join(str(error).split())  # tarfile's message spans several lines
         raise UserInputError(
-            f"--data_dir={path}: not a readable tar archive ({reason}); download "
+            f"--data_path={path}: not a readable tar archive ({reason}); download "
             "aclImdb_v1.tar.gz again or point at the extracted aclImdb folder"
         )
     return reviews
@@ -215,7 +224,7 @@ def _keras_imdb(vocab_size, max_examples):
     except Exception as error:  # no network, proxy, corrupt cache: all end here
         raise UserInputError(
             f"keras.datasets.imdb: could not load ({type(error).__name__}: {error}); "
-            "pass --data_dir with the aclImdb folder or aclImdb_v1.tar.gz to work offline"
+            "pass --data_path with the aclImdb folder or aclImdb_v1.tar.gz to work offline"
         )
     # Keras keeps ids below num_words: word ranks 1 .. vocab_size - 4.
     words_by_rank = sorted(word_index, key=word_index.get)

@@ -23,7 +23,7 @@ RNN_LAYERS = {
 
 
 def build_model(config):
-    """Compiled model for config.rnn; call inside `strategy.scope()`."""
+    """The model for config.rnn (not compiled); call inside `strategy.scope()`."""
     if config.rnn not in RNN_LAYERS:
         raise UserInputError(f"--rnn={config.rnn}: choose one of {', '.join(RNN_LAYERS)}")
     inputs = keras.Input(shape=(config.sequence_length,), dtype="int32", name="token_ids")
@@ -39,7 +39,11 @@ def build_model(config):
     # right-padded masks anyway.
     x = RNN_LAYERS[config.rnn](config.units, dropout=config.dropout, name=config.rnn)(x)
     outputs = keras.layers.Dense(1, activation="sigmoid", name="positive_probability")(x)
-    model = keras.Model(inputs, outputs, name=f"imdb_{config.rnn}")
+    return keras.Model(inputs, outputs, name=f"imdb_{config.rnn}")
+
+
+def compile_model(model, config):
+    """Adam on binary cross-entropy, with accuracy; call inside `strategy.scope()`."""
     model.compile(
         # Clipping the global gradient norm keeps SimpleRNN's exploding gradients
         # (256 steps of tanh) from wrecking Adam's first updates.
@@ -51,7 +55,6 @@ def build_model(config):
         # with several replicas too, as XLA cannot reach another device's variables.
         jit_compile=True if _one_cpu_replica() else "auto",
     )
-    return model
 
 
 def _one_cpu_replica():

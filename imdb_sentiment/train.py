@@ -4,49 +4,53 @@ Reproduces the classic Keras/TensorFlow IMDB tutorial (binary sentiment of movie
 reviews, 25,000 train / 25,000 test) on the raw Large Movie Review Dataset or on
 `keras.datasets.imdb`.
 
-Measured with `python -m imdb_sentiment.compare --data_dir ../shared/data/imdb` (the
-defaults below; 22,500 train / 2,500 validation / 25,000 test reviews) on the
-project's 2-core CPU VM, no GPU, 2026-11-22, 20.8 min wall for all three
-(docs/RESULTS.md):
+Measured with `python -m imdb_sentiment.compare --data_path ../shared/data/imdb`
+(the defaults below; 22,500 train / 2,500 validation / 25,000 test reviews) on a
+2-core AMD EPYC VM with AVX2 only, 2026-11-23 (the runs behind each choice, and
+the numbers of other CPUs, are in docs/RESULTS.md):
 
     model       parameters  test acc  test loss  best epoch (of run)  s/epoch
-    SimpleRNN    1,029,441    86.12%     0.3212                8 (8)       25
-    LSTM         1,117,377    88.32%     0.2896                5 (8)       65
-    GRU          1,088,449    88.74%     0.2890                7 (8)       46
+    SimpleRNN    1,029,441    86.54%     0.3184                6 (8)       46
+    LSTM         1,117,377    88.29%     0.3030                6 (8)      101
+    GRU          1,088,449    88.45%     0.2964                8 (8)       72
 
-The issue's targets are LSTM and GRU >= 88%, SimpleRNN >= 80%. Without the weight
-averaging (--weight_averaging=0) the same run gave 86.06 / 87.77 / 88.62%: early
-stopping then kept the LSTM's epoch 3, whose validation accuracy was highest by
-noise. With padding="post" a SimpleRNN stays at chance (50.4% against 83.5% with
-"pre"; see data.py).
+(On an AVX-512 EPYC, before the shuffling became resumable: 86.12 / 88.32 / 88.74%.)
+
+Design, one line each (the measurements: docs/RESULTS.md):
+  - padding="pre": the RNN reads real words last (with "post" a SimpleRNN stays at chance).
+  - word dropout and input dropout: the models overfit IMDB within two or three epochs.
+  - the learning rate falls by lr_decay after every epoch, for the same reason.
+  - validation and early stopping see a running average of the end-of-epoch weights
+    (EpochWeightAverage): each epoch's own weights let validation noise pick the epoch.
 
 Glossary: vocab_size = num_words, sequence_length = maxlen, units = hidden size.
 
 Run:
-    python -m imdb_sentiment.train --rnn lstm --data_dir ../shared/data/imdb
+    python -m imdb_sentiment.train --rnn lstm --data_path ../shared/data/imdb
     python -m imdb_sentiment.train --rnn gru                  # keras.datasets (downloads)
-    python -m imdb_sentiment.train --rnn simple_rnn --data_dir ../shared/data/imdb \\
-        --max_examples 2000 --epochs 2                        # a quick look
-    python -m imdb_sentiment.train ... --save_path runs/imdb  # keep (and resume) it
+    python -m imdb_sentiment.train --rnn simple_rnn --data_path ../shared/data/imdb \\
+        --max_examples 2000 --epochs 2 --save_path runs/quick  # a quick look
+
+Everything of a run is in its folder, --save_path (default runs/imdb_sentiment/<rnn>):
+`model.keras` (the best epoch's), `vocabulary.json`, `metrics.json`, `history.csv`,
+`settings.json` and the `checkpoint/` that the same command resumes from.
 """
 
-import csv
+import contextlib
 import dataclasses
-import json
-import pathlib
+import os
 import statistics
-import time
 
-import common  # first: quiets TensorFlow's start-up logs
-import common.cli
-import common.strategy
-from common.cli import UserInputError
-
+import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
+from common import cli
+from common import data as common_data
+from common import run as run_lib
+from common import strategy as strategy_lib
 from imdb_sentiment import data
 from imdb_sentiment import model as model_lib
 
@@ -70,88 +74,10 @@ class Config:
     patience: int = 5  # epochs without a better val_accuracy before stopping
     validation_fraction: float = 0.1  # of the training reviews, held out
     max_examples: int | None = None  # first N train and N test reviews (quick runs)
-    seed: int = 0  # weights, shuffling and the validation split
+    seed: int = 0  # weights, shuffling, dropout and the validation split
 
 
 DEFAULTS = Config()
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """The command-line flags of train (compare uses them too); call once, from main."""
-    flags.DEFINE_string("rnn", DEFAULTS.rnn, "Recurrent layer: simple_rnn, lstm or gru.")
-    flags.DEFINE_string(
-        "data_dir", None, "aclImdb folder or aclImdb_v1.tar.gz; unset: keras.datasets.imdb."
-    )
-    flags.DEFINE_integer("max_examples", None, "Use only the first N train and N test reviews.")
-    flags.DEFINE_integer("epochs", DEFAULTS.epochs, "Most epochs to train.")
-    flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Global batch size.")
-    flags.DEFINE_float("learning_rate", DEFAULTS.learning_rate, "Adam learning rate.")
-    flags.DEFINE_float("dropout", DEFAULTS.dropout, "Dropout on the recurrent layer's inputs.")
-    flags.DEFINE_float("word_dropout", DEFAULTS.word_dropout,
-                       "Fraction of words dropped while training.")
-    flags.DEFINE_float("lr_decay", DEFAULTS.lr_decay,
-                       "Learning-rate factor applied after every epoch.")
-    flags.DEFINE_float("weight_averaging", DEFAULTS.weight_averaging,
-                       "Share of the running weight average kept after each epoch; 0: off.")
-    flags.DEFINE_integer("patience", DEFAULTS.patience, "Early-stopping patience in epochs.")
-    flags.DEFINE_string("padding", DEFAULTS.padding, "pre (real words last) or post.")
-    flags.DEFINE_integer("seed", DEFAULTS.seed, "Random seed.")
-    flags.DEFINE_string("save_path", None, "Folder for the trained model(s); also resumes.")
-    flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all, 0: CPU.")
-
-
-# The Config fields that have a flag of the same name.
-_FLAGGED_FIELDS = ("rnn", "padding", "epochs", "batch_size", "learning_rate", "dropout",
-                   "word_dropout", "lr_decay", "weight_averaging", "patience", "max_examples",
-                   "seed")
-
-
-def config_from_flags(**overrides):
-    """Config from the command-line flags, checked; overrides win."""
-    for name in ("epochs", "batch_size", "patience", "max_examples"):
-        value = FLAGS[name].value
-        if value is not None and value < (0 if name == "patience" else 1):
-            raise UserInputError(f"--{name}={value}: must be a positive number")
-    if FLAGS.learning_rate <= 0:
-        raise UserInputError(f"--learning_rate={FLAGS.learning_rate}: must be positive")
-    for name in ("dropout", "word_dropout", "weight_averaging"):
-        if not 0 <= FLAGS[name].value < 1:
-            raise UserInputError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
-    if not 0 < FLAGS.lr_decay <= 1:
-        raise UserInputError(f"--lr_decay={FLAGS.lr_decay}: must be in (0, 1]")
-    values = {name: FLAGS[name].value for name in _FLAGGED_FIELDS}
-    values.update(overrides)
-    config = dataclasses.replace(DEFAULTS, **values)
-    if config.rnn not in model_lib.RNN_LAYERS:
-        raise UserInputError(f"--rnn={config.rnn}: choose one of {', '.join(model_lib.RNN_LAYERS)}")
-    if config.padding not in data.PADDING_CHOICES:
-        raise UserInputError(f"--padding={config.padding}: choose one of pre, post")
-    return config
-
-
-def load_data(config, data_dir=None):
-    """`data.Reviews` for this config (see data.py)."""
-    return data.load_data(
-        data_dir,
-        vocab_size=config.vocab_size,
-        sequence_length=config.sequence_length,
-        padding=config.padding,
-        max_examples=config.max_examples,
-        validation_fraction=config.validation_fraction,
-        seed=config.seed,
-    )
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `epoch_seconds` (training + validation wall time) to each epoch's logs."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["epoch_seconds"] = time.perf_counter() - self.start
 
 
 class EpochWeightAverage(keras.callbacks.Callback):
@@ -162,38 +88,29 @@ class EpochWeightAverage(keras.callbacks.Callback):
 
     With share 0.5 the newest epoch counts a half, the one before a quarter, and so
     on. An epoch's last weights carry the noise of its last minibatches; the average
-    sits nearer the middle of where they wander, and its validation accuracy moves
-    more smoothly from epoch to epoch, so early stopping picks by noise less often.
-    (Keras' optimizer EMA, `use_ema=True`, averages after every step instead; the
-    epoch-end average is the one measured in docs/RESULTS.md.)
+    sits nearer the middle of where they wander, so early stopping picks by noise
+    less often. (Keras' optimizer EMA, `use_ema=True`, averages after every step;
+    the two are compared in docs/RESULTS.md.)
 
     Keras validates before `on_epoch_end`, so the average is swapped in for the
     validation and again from `on_epoch_end` to the next epoch's start. Callbacks
-    listed after this one (EarlyStopping) see the average; BackupAndRestore, listed
-    before it, backs up the weights that training goes on from.
-    state_path: an .npz file that keeps the average between epochs, for resuming.
+    listed after this one see the average. The average lives in `variables`, so
+    that a checkpoint holding them resumes it exactly; `training_weights()` puts
+    the weights training goes on from back while such a checkpoint is written.
     """
 
-    def __init__(self, share, state_path=None):
+    def __init__(self, model, share):
         super().__init__()
         self.share = share
-        self.state_path = pathlib.Path(state_path) if state_path else None
-
-    def on_train_begin(self, logs=None):
-        self.average, self.epochs_averaged, self.trained_weights = None, 0, None
-        if self.state_path and self.state_path.is_file():
-            with np.load(self.state_path) as state:
-                self.epochs_averaged = int(state["epochs_averaged"])
-                self.average = [state[f"w{i}"] for i in range(len(state.files) - 1)]
+        self.average = [tf.Variable(w, trainable=False) for w in model.get_weights()]
+        self.epochs_averaged = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.variables = dict(average=self.average, epochs_averaged=self.epochs_averaged)
+        self.trained_weights = None  # while the average is in the model
 
     def on_epoch_begin(self, epoch, logs=None):
         if self.trained_weights is not None:
             self.model.set_weights(self.trained_weights)
             self.trained_weights = None
-        elif self.epochs_averaged < epoch:
-            # Resumed after a stop between BackupAndRestore's save and ours: the
-            # restored weights are the end of the epoch the average lacks.
-            self._add(self.model.get_weights())
 
     def on_test_begin(self, logs=None):  # the validation inside fit
         self._swap_in_average()
@@ -203,143 +120,105 @@ class EpochWeightAverage(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._swap_in_average()
-        if self.state_path:
-            self.state_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.state_path.with_suffix(".partial.npz")
-            np.savez(partial, epochs_averaged=self.epochs_averaged,
-                     **{f"w{i}": w for i, w in enumerate(self.average)})
-            partial.replace(self.state_path)  # atomic: a stop never leaves half a file
+
+    @contextlib.contextmanager
+    def training_weights(self):
+        """The weights training goes on from, in the model while the block runs."""
+        if self.trained_weights is None:
+            yield
+            return
+        self.model.set_weights(self.trained_weights)
+        try:
+            yield
+        finally:
+            self.model.set_weights([v.numpy() for v in self.average])
 
     def _swap_in_average(self):
         """Folds this epoch's trained weights in (once), then loads the average."""
         if self.trained_weights is None:
             self.trained_weights = self.model.get_weights()
-            self._add(self.trained_weights)
-        self.model.set_weights(self.average)
-
-    def _add(self, weights):
-        if self.average is None:
-            self.average = weights
-        else:
-            self.average = [self.share * a + (1 - self.share) * w
-                            for a, w in zip(self.average, weights)]
-        self.epochs_averaged += 1
+            first = int(self.epochs_averaged) == 0
+            for average, weights in zip(self.average, self.trained_weights):
+                average.assign(weights if first else
+                               self.share * average + (1 - self.share) * weights)
+            self.epochs_averaged.assign_add(1)
+        self.model.set_weights([v.numpy() for v in self.average])
 
 
-def train_and_evaluate(config, strategy, data_dir=None, save_path=None, reviews=None, verbose=1):
+def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews=None,
+                       restart=False, verbose=None):
     """Trains config.rnn, evaluates once on the test set, returns a dict of metrics.
 
     reviews: already loaded `data.Reviews` (compare.py loads them once for three
-    models); otherwise they are loaded from data_dir.
-    save_path: folder for `<rnn>.keras` and `<rnn>.json` (config, metrics, vocabulary
-    for predict.py). A finished run found there is reused; an interrupted one resumes
-    from its last finished epoch (`<rnn>_backup/`). Early stopping starts afresh on
-    resume, so its best weights come from the epochs after the restart.
+    models, from data_path); otherwise they are loaded from data_path.
+    save_path: the run folder (common/run.py); the same call again resumes after
+    the last completed epoch, or only evaluates when training is over.
     """
-    save_path = pathlib.Path(save_path) if save_path else None
-    if save_path:
-        finished = _finished_run(save_path, config)
-        if finished:
-            print(f"{config.rnn}: reusing the finished run in {save_path} (delete it to retrain)")
-            return finished["metrics"]
-    keras.utils.set_random_seed(config.seed)
+    settings = dict(dataclasses.asdict(config), data_path=run_lib.data_setting(data_path))
+    run = run_lib.open_run(save_path, "imdb_sentiment", settings, restart)
     if reviews is None:
-        reviews = load_data(config, data_dir)
-    print(
-        f"{config.rnn}: {len(reviews.y_train)} train / {len(reviews.y_val)} validation / "
-        f"{len(reviews.y_test)} test reviews; replicas in sync: {strategy.num_replicas_in_sync}"
-    )
-    train_ds = _dataset(reviews.x_train, reviews.y_train, config.batch_size, shuffle_seed=config.seed)
-    val_ds = _dataset(reviews.x_val, reviews.y_val, config.batch_size)
-    test_ds = _dataset(reviews.x_test, reviews.y_test, config.batch_size)
+        reviews = data.load_data(config, data_path)
+    keras.utils.set_random_seed(config.seed)  # initial weights and dropout
+    print(f"{config.rnn}: {len(reviews.y_train)} train / {len(reviews.y_val)} validation / "
+          f"{len(reviews.y_test)} test reviews; replicas in sync: {strategy.num_replicas_in_sync}")
+    steps_per_epoch = common_data.batches_per_epoch(len(reviews.y_train), config.batch_size)
 
     with strategy.scope():
         model = model_lib.build_model(config)
-    callbacks = [
-        EpochTimer(),
-        # Large steps first, then ever smaller ones: the models overfit IMDB within
-        # two or three epochs at a constant rate (see docs/RESULTS.md).
-        keras.callbacks.LearningRateScheduler(
-            lambda epoch: config.learning_rate * config.lr_decay**epoch
-        ),
-    ]
-    backup_dir = save_path / f"{config.rnn}_backup" if save_path else None
-    if save_path:
-        history_csv = save_path / f"{config.rnn}_history.csv"
-        resuming = backup_dir.is_dir()
-        if resuming:
-            print(f"{config.rnn}: resuming from {backup_dir}")
-        callbacks += [
-            keras.callbacks.BackupAndRestore(str(backup_dir)),
-            keras.callbacks.CSVLogger(str(history_csv), append=resuming),
+        model_lib.compile_model(model, config)
+        model.optimizer.build(model.trainable_variables)  # so that a checkpoint can fill it
+    averaging = (EpochWeightAverage(model, config.weight_averaging)
+                 if config.weight_averaging else None)
+    state = run_lib.TrainingState(run, model, extra=averaging and averaging.variables)
+    first_epoch, history = run_lib.resume(run, state)
+    if run:
+        run_lib.write_json(run.file("vocabulary.json"), reviews.vocabulary)  # for predict.py
+
+    best = run_lib.BestModel(run and run.file("model.keras"), "val_accuracy", history)
+    stopping = run_lib.EarlyStopping("val_accuracy", config.patience, history)
+    if first_epoch < config.epochs and not stopping.stopped_before():
+        callbacks = [
+            run_lib.EpochTimer(),
+            # Large steps first, then ever smaller ones: the models overfit IMDB within
+            # two or three epochs at a constant rate (see docs/RESULTS.md).
+            keras.callbacks.LearningRateScheduler(
+                lambda epoch: config.learning_rate * config.lr_decay**epoch),
+            *([averaging] if averaging else []),
+            best,  # after the averaging: keeps the averaged weights
+            stopping,
+            run_lib.EpochCheckpoint(run, state, history, training_weights=(
+                averaging.training_weights if averaging else contextlib.nullcontext)),
         ]
-    if config.weight_averaging:
-        state_path = backup_dir / "weight_average.npz" if backup_dir else None
-        callbacks.append(EpochWeightAverage(config.weight_averaging, state_path))
-    # Last, so that it sees (and restores) the averaged weights.
-    callbacks.append(
-        keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", patience=config.patience, restore_best_weights=True
-        )
-    )
-    start = time.perf_counter()
-    fit = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # train_ds reshuffles itself every epoch
-        verbose=verbose,
-    )
-    train_seconds = time.perf_counter() - start
-    history = _read_history_csv(history_csv) if save_path else fit.history
-    test = model.evaluate(test_ds, return_dict=True, verbose=verbose)
+        model.fit(data.training_batches(reviews, config, first_epoch),
+                  validation_data=data.evaluation_batches(reviews.x_val, reviews.y_val, config),
+                  initial_epoch=first_epoch, epochs=config.epochs,
+                  steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                  shuffle=False,  # the batches come shuffled, as a function of (seed, epoch)
+                  verbose=run_lib.progress_verbosity() if verbose is None else verbose)
 
-    best = max(range(len(history["val_accuracy"])), key=history["val_accuracy"].__getitem__)
-    metrics = {
-        "rnn": config.rnn,
-        "parameters": model.count_params(),
-        "test_accuracy": float(test["accuracy"]),
-        "test_loss": float(test["loss"]),
-        "best_epoch": best + 1,
-        "epochs_run": len(history["val_accuracy"]),
+    # The test set sees the best epoch's model, read back from where it was saved.
+    if run:
+        model.load_weights(run.file("model.keras"))
+    else:
+        model.set_weights(best.weights)
+    test = model.evaluate(data.evaluation_batches(reviews.x_test, reviews.y_test, config),
+                          return_dict=True, verbose=0)
+    best_index = int(np.argmax([epoch["val_accuracy"] for epoch in history]))
+    seconds = [epoch["seconds"] for epoch in history]
+    metrics = dict(
+        rnn=config.rnn,
+        parameters=model.count_params(),
+        test_accuracy=float(test["accuracy"]),
+        test_loss=float(test["loss"]),
+        best_epoch=best_index + 1,
+        epochs_run=len(history),
         # The first epoch also compiles (XLA); the median of the rest is the steady cost.
-        "seconds_per_epoch": statistics.median(history["epoch_seconds"][1:] or history["epoch_seconds"]),
-        "train_seconds": train_seconds,
-        "history": {key: [float(v) for v in values] for key, values in history.items()},
-    }
-    if save_path:
-        model.save(save_path / f"{config.rnn}.keras")
-        info = {"config": dataclasses.asdict(config), "metrics": metrics, "vocabulary": reviews.vocabulary}
-        (save_path / f"{config.rnn}.json").write_text(json.dumps(info))
-    return metrics
-
-
-def _dataset(x, y, batch_size, shuffle_seed=None):
-    """Batches from in-memory arrays, prefetched so the input never waits on Python."""
-    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype("float32")))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(y), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
-def _finished_run(save_path, config):
-    """The saved info of a finished run with exactly this config, else None."""
-    info_path = save_path / f"{config.rnn}.json"
-    if not (info_path.is_file() and (save_path / f"{config.rnn}.keras").is_file()):
-        return None
-    try:
-        info = json.loads(info_path.read_text())
-    except json.JSONDecodeError:
-        return None
-    return info if info.get("config") == dataclasses.asdict(config) else None
-
-
-def _read_history_csv(path):
-    """CSVLogger's file (all epochs, also across a resume) -> {metric: [values]}."""
-    with open(path, newline="") as file:
-        rows = list(csv.DictReader(file))
-    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
+        seconds_per_epoch=statistics.median(seconds[1:] or seconds),
+        training_seconds=sum(seconds),
+    )
+    if run:
+        run.write_metrics(history, **metrics)
+    return dict(metrics, history=history)
 
 
 def format_metrics(metrics):
@@ -352,25 +231,72 @@ def format_metrics(metrics):
     )
 
 
-def get_strategy(num_gpus):
-    """The shared strategy helper, its ValueError (too many GPUs) as a clean error."""
-    try:
-        return common.strategy.get_strategy(num_gpus=num_gpus)
-    except ValueError as error:
-        raise UserInputError(str(error))
+# --- command line ---------------------------------------------------------------
+
+FLAGS = flags.FLAGS
+
+
+def define_flags(default_run_folder="runs/imdb_sentiment/<rnn>"):
+    """The command-line flags of train (compare uses them too); call once, from main."""
+    cli.define_run_flags(
+        data_path_help="aclImdb folder or aclImdb_v1.tar.gz; unset: keras.datasets.imdb.",
+        default_run_folder=default_run_folder, epochs_default=DEFAULTS.epochs,
+        epochs_help="Most epochs to train (early stopping may end sooner).", max_examples=True)
+    flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
+    flags.DEFINE_string("rnn", DEFAULTS.rnn, "Recurrent layer: simple_rnn, lstm or gru.")
+    flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Global batch size.")
+    flags.DEFINE_float("learning_rate", DEFAULTS.learning_rate, "Adam learning rate.")
+    flags.DEFINE_float("dropout", DEFAULTS.dropout, "Dropout on the recurrent layer's inputs.")
+    flags.DEFINE_float("word_dropout", DEFAULTS.word_dropout,
+                       "Fraction of words dropped while training.")
+    flags.DEFINE_float("lr_decay", DEFAULTS.lr_decay,
+                       "Learning-rate factor applied after every epoch.")
+    flags.DEFINE_float("weight_averaging", DEFAULTS.weight_averaging,
+                       "Share of the running weight average kept after each epoch; 0: off.")
+    flags.DEFINE_integer("patience", DEFAULTS.patience, "Early-stopping patience in epochs.")
+    flags.DEFINE_string("padding", DEFAULTS.padding, "pre (real words last) or post.")
+
+
+# The Config fields that have a flag of the same name.
+_FLAGGED_FIELDS = ("rnn", "padding", "epochs", "batch_size", "learning_rate", "dropout",
+                   "word_dropout", "lr_decay", "weight_averaging", "patience", "max_examples",
+                   "seed")
+
+
+def config_from_flags(**overrides):
+    """Config from the command-line flags, checked; overrides win."""
+    for name in ("epochs", "batch_size", "max_examples"):
+        cli.check_at_least(name, 1)
+    cli.check_at_least("patience", 0)
+    if not FLAGS.learning_rate > 0:  # also refuses nan
+        raise cli.UserInputError(f"--learning_rate={FLAGS.learning_rate}: must be positive")
+    for name in ("dropout", "word_dropout", "weight_averaging"):
+        if not 0 <= FLAGS[name].value < 1:
+            raise cli.UserInputError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")
+    if not 0 < FLAGS.lr_decay <= 1:
+        raise cli.UserInputError(f"--lr_decay={FLAGS.lr_decay}: must be in (0, 1]")
+    values = {name: FLAGS[name].value for name in _FLAGGED_FIELDS}
+    values.update(overrides)
+    config = dataclasses.replace(DEFAULTS, **values)
+    if config.rnn not in model_lib.RNN_LAYERS:
+        raise cli.UserInputError(
+            f"--rnn={config.rnn}: choose one of {', '.join(model_lib.RNN_LAYERS)}")
+    if config.padding not in data.PADDING_CHOICES:
+        raise cli.UserInputError(f"--padding={config.padding}: choose one of pre, post")
+    return config
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise UserInputError(f"unexpected arguments {argv[1:]}; see --help")
+    del argv  # cli.run refuses stray arguments
     config = config_from_flags()
-    if FLAGS.save_path:
-        pathlib.Path(FLAGS.save_path).mkdir(parents=True, exist_ok=True)
-    strategy = get_strategy(FLAGS.num_gpus)
-    metrics = train_and_evaluate(config, strategy, data_dir=FLAGS.data_dir, save_path=FLAGS.save_path)
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", config.rnn)
+    metrics = train_and_evaluate(config, strategy, FLAGS.data_path, save_path,
+                                 restart=FLAGS.restart)
     print(format_metrics(metrics))
+    print(f"run folder {save_path}")
 
 
 if __name__ == "__main__":
     define_flags()
-    common.cli.run(main)
+    cli.run(main)

@@ -15,6 +15,9 @@ dimensions), one big-endian int32 per dimension, then the raw bytes:
 
 Keras' own `mnist.npz` (x_train, y_train, x_test, y_test) is read too.
 Every problem with a file is a UserInputError that names the file.
+
+    splits = load_data(config, data_path)      # train / validation / test arrays
+    batches = training_batches(splits["train"], config, first_epoch)
 """
 
 import gzip
@@ -23,6 +26,7 @@ import zlib
 
 import numpy as np
 
+from common import data as common_data
 from common.cli import UserInputError
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -42,13 +46,89 @@ IDX_FILES = {
 _IDX_UINT8 = 0x08
 
 
-def load_split(dataset, split, data_dir=None):
+def load_data(config, data_path=None):
+    """Returns {"train", "validation", "test"}: (images, labels) pairs, plus "class_names".
+
+    Images are float32 [N, 28, 28] in [0, 1] (one row per time step), labels
+    int32 [N]. The validation split is the tail of the training examples.
+    """
+    test = load_test_data(config, data_path)  # first: it checks --split_test_file
+    if config.split_test_file:
+        images, labels = load_split(config.dataset, "test", data_path)
+        train = images[: config.split_test_file], labels[: config.split_test_file]
+    else:
+        train = load_split(config.dataset, "train", data_path)
+    if config.max_examples:
+        train = tuple(array[: config.max_examples] for array in train)
+    num_validation = int(round(len(train[0]) * config.validation_fraction))
+    if not 0 < num_validation < len(train[0]):
+        raise UserInputError(
+            f"--validation_fraction={config.validation_fraction}: cannot split "
+            f"{len(train[0])} training examples; use at least 10 (see --max_examples, "
+            "--split_test_file)"
+        )
+    split = len(train[0]) - num_validation
+    return {
+        "train": (train[0][:split], train[1][:split]),
+        "validation": (train[0][split:], train[1][split:]),
+        "test": test,
+        "class_names": CLASS_NAMES[config.dataset],
+    }
+
+
+def load_test_data(config, data_path=None):
+    """The test (images, labels) of `load_data`, without reading the training files."""
+    images, labels = load_split(config.dataset, "test", data_path)
+    if config.split_test_file:
+        # Stand-in for machines with only the t10k files: the test file is cut
+        # in two; training uses its head, testing its tail.
+        if not 0 < config.split_test_file < len(images):
+            raise UserInputError(
+                f"--split_test_file={config.split_test_file}: must be between 1 and "
+                f"{len(images) - 1} (the test file has {len(images)} examples)"
+            )
+        images, labels = images[config.split_test_file :], labels[config.split_test_file :]
+    if config.max_examples:
+        images, labels = images[: config.max_examples], labels[: config.max_examples]
+    return images, labels
+
+
+def training_batches(train, config, first_epoch=0):
+    """Shuffled (and shifted) training batches from `first_epoch` to the last; a
+    resumed run draws exactly what an uninterrupted one would (common/data.py)."""
+    augment = None
+    if config.max_shift:
+        augment = lambda images, seed: random_shift(images, config.max_shift, seed)  # noqa: E731
+    return common_data.shuffled_epochs(*train, config.batch_size, config.seed, first_epoch,
+                                       config.epochs, augment)
+
+
+def random_shift(images, max_shift, seed):
+    """Moves each image of a batch [B, H, W] by -max_shift..max_shift pixels in each direction.
+
+    Zero-pads by max_shift on every side, then cuts one H x W window per image
+    at a random offset (drawn statelessly from `seed`), with two batched gathers
+    (cheap on a CPU).
+    """
+    import tensorflow as tf  # only needed here; keeps `read_idx` usable without TensorFlow
+
+    height, width = images.shape[1], images.shape[2]
+    padded = tf.pad(images, [[0, 0], [max_shift, max_shift], [max_shift, max_shift]])
+    offsets = tf.random.stateless_uniform(
+        [tf.shape(images)[0], 2], seed, 0, 2 * max_shift + 1, tf.int32)
+    rows = offsets[:, :1] + tf.range(height)  # [B, H]: the padded rows each image keeps
+    columns = offsets[:, 1:] + tf.range(width)  # [B, W]
+    images = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2 * max_shift]
+    return tf.gather(images, columns, axis=2, batch_dims=1)
+
+
+def load_split(dataset, split, data_path=None):
     """Returns (images, labels) of one split: float32 [N, 28, 28] in [0, 1], int32 [N].
 
     Args:
       dataset: "mnist" or "fashion_mnist".
       split: "train" or "test".
-      data_dir: folder with the IDX files (`.gz` or uncompressed) or
+      data_path: folder with the IDX files (`.gz` or uncompressed) or
         `mnist.npz`; None downloads the canonical files with keras.datasets.
     """
     if dataset not in DATASETS:
@@ -57,10 +137,10 @@ def load_split(dataset, split, data_dir=None):
         )
     if split not in IDX_FILES:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    if data_dir is None:
+    if data_path is None:
         images, labels, sources = _download(dataset, split)
     else:
-        images, labels, sources = _read_folder(pathlib.Path(data_dir), dataset, split)
+        images, labels, sources = _read_folder(pathlib.Path(data_path), dataset, split)
     _check(images, labels, *sources)
     return (images.astype(np.float32) / 255.0), labels.astype(np.int32)
 
@@ -73,14 +153,14 @@ def read_idx(path):
         with opener(path, "rb") as file:
             raw = file.read()
     except FileNotFoundError:
-        raise UserInputError(f"{path}: file not found; check --data_dir")
+        raise UserInputError(f"{path}: file not found; check --data_path")
     except (OSError, EOFError, zlib.error) as error:
         raise UserInputError(
             f"{path}: cannot read ({error}); the file is damaged or truncated, "
             "download it again"
         )
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise UserInputError(f"{path}: not an IDX file (bad magic number); check --data_dir")
+        raise UserInputError(f"{path}: not an IDX file (bad magic number); check --data_path")
     if raw[2] != _IDX_UINT8:
         raise UserInputError(
             f"{path}: IDX type code 0x{raw[2]:02x}, expected 0x08 (uint8); "
@@ -103,7 +183,7 @@ def read_idx(path):
 
 def _read_folder(folder, dataset, split):
     if not folder.is_dir():
-        raise UserInputError(f"--data_dir={folder}: not a folder")
+        raise UserInputError(f"--data_path={folder}: not a folder")
     images_name, labels_name = IDX_FILES[split]
     images_path = _find(folder, images_name)
     labels_path = _find(folder, labels_name)
@@ -114,7 +194,7 @@ def _read_folder(folder, dataset, split):
         return (*_read_npz(npz_path, split), (npz_path, npz_path))
     missing = labels_name if images_path else images_name
     raise UserInputError(
-        f"{folder / (missing + '.gz')}: file not found; --data_dir must hold the "
+        f"{folder / (missing + '.gz')}: file not found; --data_path must hold the "
         f"{dataset} IDX files ({', '.join(IDX_FILES[split])}, .gz or not) or mnist.npz"
     )
 
@@ -149,7 +229,7 @@ def _download(dataset, split):
     except Exception as error:  # network problems surface as many exception types
         raise UserInputError(
             f"--dataset={dataset}: download failed ({type(error).__name__}: {error}); "
-            "check the network or pass --data_dir with the IDX files"
+            "check the network or pass --data_path with the IDX files"
         )
     images, labels = train if split == "train" else test
     source = f"keras.datasets.{dataset}"

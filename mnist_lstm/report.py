@@ -1,13 +1,13 @@
 """The final report: metrics from test predictions, a text summary, two PNG figures."""
 
-import json
-
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed (servers, CI)
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
+
+from common import run as run_lib  # noqa: E402
 
 
 def metrics_from_predictions(probabilities, labels, class_names):
@@ -55,21 +55,16 @@ def format_report(metrics, class_names):
     return "\n".join(lines)
 
 
-def write_json(metrics, path):
-    with open(path, "w") as file:
-        json.dump(metrics, file, indent=2)
-        file.write("\n")
-
-
 def plot_training_curves(history, path, title):
     """Loss and accuracy per epoch, train vs validation, side by side.
 
     Args:
-      history: dict of lists with "epoch" (0-based), "loss", "accuracy",
-        "val_loss", "val_accuracy".
+      history: one dict per epoch with "epoch" (from 1), "loss", "accuracy",
+        "val_loss", "val_accuracy" (the run folder's history).
     """
-    epochs = np.asarray(history["epoch"]) + 1
-    best_epoch = epochs[int(np.argmax(history["val_accuracy"]))]
+    history = {key: np.array([epoch[key] for epoch in history]) for key in history[0]}
+    epochs = history["epoch"]
+    best_epoch = int(epochs[int(np.argmax(history["val_accuracy"]))])
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch ({best_epoch})")
@@ -84,7 +79,7 @@ def plot_training_curves(history, path, title):
     # early on it sits below validation accuracy; that is not a bug.
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    run_lib.save_figure(figure, path)
     plt.close(figure)
 
 
@@ -109,7 +104,7 @@ def plot_predictions(images, labels, probabilities, class_names, path, title,
                 predictions, class_names)
     bottom.suptitle(f"the first {min(len(mistakes), mistake_rows * cols)} of all "
                     f"{len(mistakes)} mistakes on the {len(labels)} test images", fontsize=10)
-    figure.savefig(path, dpi=100)
+    run_lib.save_figure(figure, path)
     plt.close(figure)
 
 

@@ -14,31 +14,17 @@ Trained with Adam on cross-entropy, batch 128, 64 LSTM units (24,458 weights).
 A validation split (the last 10% of the training examples) picks the best
 epoch; the test set is used once, at the end, for the report and figures.
 
-Results, measured on a 2-core CPU VM without GPU on 2026-11-22 (commands in
-docs/RESULTS.md). Defaults: 64 units, batch 128, Adam 3e-3 with cosine decay,
-dropout 0.1, shifts of up to 1 pixel, 55 epochs.
+Results with the defaults (2-core AMD EPYC VMs, CPU only; commands and the runs
+behind the choices in docs/RESULTS.md):
 
-    data (train / validation / test)         settings                  test acc.  training
-    Fashion-MNIST (54,000 / 6,000 / 10,000)  defaults                  90.26%     416 s
-    Fashion-MNIST                            --epochs=45               90.11%     379 s
-    Fashion-MNIST                            45 epochs, dropout 0.2,   89.91%     421 s
-                                             no shifts
-    MNIST t10k split (7,200 / 800 / 2,000)   --epochs=100              98.95%     197 s
-    MNIST t10k split                         100 epochs, dropout 0.2,  98.75%     169 s
-                                             shifts <= 2
+    data (train / validation / test)         settings      CPU, date          test acc.  training
+    Fashion-MNIST (54,000 / 6,000 / 10,000)  defaults      AVX2, 2026-11-23     90.17%     450 s
+    MNIST t10k split (7,200 / 800 / 2,000)   --epochs=100  AVX-512, 2026-11-22  98.95%     197 s
 
-"training" is the sum of the epochs' wall times, validation included. The
-Fashion-MNIST default clears 90% by a quarter of a point in one run (seed 0),
-not an average over seeds. The tutorial's recipe (constant Adam 1e-3, no
-dropout or shifts) overfits Fashion-MNIST: in a 40-epoch exploration run it
-reached 92% train, 89.6% validation and 88.7% test accuracy.
-
-The 60,000-image MNIST training set was not available on the machine that
-measured these, so the digits rows train on the first 8,000 images of the
-MNIST *test* file (`--split_test_file=8000`) and test on its last 2,000 (the
-MNIST authors note that the file's last 5,000 come from NIST's test set and are
-harder than its first 5,000). That is a stand-in, not the tutorial's setting; a
-default run downloads the full MNIST training set and has not been measured here.
+The 60,000-image MNIST training set is not on the machine that measured these,
+so the digits row trains on the first 8,000 images of the MNIST *test* file
+(`--split_test_file=8000`) and tests on its last 2,000: a stand-in, not the
+tutorial's setting.
 
 Hyperparameters (the tutorial's names in brackets):
     units          LSTM hidden size [num_hidden]
@@ -52,35 +38,28 @@ Hyperparameters (the tutorial's names in brackets):
 How to run (from the repository root):
 
     python -m mnist_lstm                                  # MNIST, downloads the data
-    python -m mnist_lstm --dataset=fashion_mnist
-    python -m mnist_lstm --dataset=fashion_mnist --data_dir=../shared/data/fashion-mnist
-    python -m mnist_lstm --data_dir=../shared/data/mnist-test --split_test_file=8000
-    python -m mnist_lstm --evaluate                       # report on a saved model
-    python -m mnist_lstm --max_examples=2000 --epochs=2   # a quick check
+    python -m mnist_lstm --dataset=fashion_mnist --data_path=../shared/data/fashion-mnist
+    python -m mnist_lstm --data_path=../shared/data/mnist-test --split_test_file=8000
+    python -m mnist_lstm --evaluate --save_path=runs/mnist_lstm/mnist   # report again
+    python -m mnist_lstm --max_examples=2000 --epochs=2 --save_path=runs/quick   # a quick check
 
-Everything a run writes sits next to --save_path (default
-out/mnist_lstm/model.keras): the best model, `model_metrics.json`,
-`model_history.csv`, `model_curves.png`, `model_predictions.png`. An interrupted
-run leaves `model_backup/`; running the same command again resumes after the
-last completed epoch.
+A run keeps everything in its folder, --save_path (default
+runs/mnist_lstm/<dataset>): the best epoch's `model.keras`, `metrics.json`,
+`history.csv`, `curves.png`, `predictions.png`, `settings.json` and the
+`checkpoint/` that the same command resumes from after an interruption.
 """
 
 import dataclasses
-import json
-import math
-import pathlib
-import shutil
-import sys
-import time
+import os
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
-from absl import logging
 import keras
 import numpy as np
-import tensorflow as tf
 
 from common import cli
+from common import data as common_data
+from common import run as run_lib
 from common import strategy as strategy_lib
 from mnist_lstm import data
 from mnist_lstm import report
@@ -103,55 +82,8 @@ class Config:
     max_shift: int = 1  # augmentation: training images move up to N pixels each way
     validation_fraction: float = 0.1  # last 10% of training examples pick the best epoch
     seed: int = 0  # initial weights, shuffling order, dropout and shifts
-    max_examples: int = 0  # >0: only the first N train and N test examples (quick runs)
+    max_examples: int | None = None  # only the first N train and N test examples (quick runs)
     split_test_file: int = 0  # >0: train on the first N test examples, test on the rest
-
-
-def load_data(config, data_dir=None):
-    """Returns {"train", "validation", "test"}: (images, labels) pairs, plus "class_names".
-
-    Images are float32 [N, 28, 28] in [0, 1] (one row per time step), labels
-    int32 [N]. The validation split is the tail of the training examples.
-    """
-    test = load_test_data(config, data_dir)  # first: it checks --split_test_file
-    if config.split_test_file:
-        images, labels = data.load_split(config.dataset, "test", data_dir)
-        train = images[: config.split_test_file], labels[: config.split_test_file]
-    else:
-        train = data.load_split(config.dataset, "train", data_dir)
-    if config.max_examples:
-        train = tuple(array[: config.max_examples] for array in train)
-    num_validation = int(round(len(train[0]) * config.validation_fraction))
-    if not 0 < num_validation < len(train[0]):
-        raise cli.UserInputError(
-            f"--validation_fraction={config.validation_fraction}: cannot split "
-            f"{len(train[0])} training examples; use at least 10 (see --max_examples, "
-            "--split_test_file)"
-        )
-    split = len(train[0]) - num_validation
-    return {
-        "train": (train[0][:split], train[1][:split]),
-        "validation": (train[0][split:], train[1][split:]),
-        "test": test,
-        "class_names": data.CLASS_NAMES[config.dataset],
-    }
-
-
-def load_test_data(config, data_dir=None):
-    """The test (images, labels) of `load_data`, without reading the training files."""
-    images, labels = data.load_split(config.dataset, "test", data_dir)
-    if config.split_test_file:
-        # Stand-in for machines with only the t10k files: the test file is cut
-        # in two; training uses its head, testing its tail.
-        if not 0 < config.split_test_file < len(images):
-            raise cli.UserInputError(
-                f"--split_test_file={config.split_test_file}: must be between 1 and "
-                f"{len(images) - 1} (the test file has {len(images)} examples)"
-            )
-        images, labels = images[config.split_test_file :], labels[config.split_test_file :]
-    if config.max_examples:
-        images, labels = images[: config.max_examples], labels[: config.max_examples]
-    return images, labels
 
 
 def build_model(config):
@@ -183,191 +115,103 @@ def compile_model(model, config, steps_per_epoch):
     )
 
 
-def random_shift(images, max_shift):
-    """Moves each image of a batch [B, H, W] by -max_shift..max_shift pixels in each direction.
-
-    Zero-pads by max_shift on every side, then cuts one H x W window per image
-    at a random offset, with two batched gathers (cheap on a CPU).
-    """
-    height, width = images.shape[1], images.shape[2]
-    padded = tf.pad(images, [[0, 0], [max_shift, max_shift], [max_shift, max_shift]])
-    offsets = tf.random.uniform([tf.shape(images)[0], 2], 0, 2 * max_shift + 1, tf.int32)
-    rows = offsets[:, :1] + tf.range(height)  # [B, H]: the padded rows each image keeps
-    columns = offsets[:, 1:] + tf.range(width)  # [B, W]
-    images = tf.gather(padded, rows, axis=1, batch_dims=1)  # [B, H, W + 2 * max_shift]
-    return tf.gather(images, columns, axis=2, batch_dims=1)
-
-
-def run_paths(save_path):
-    """Where a run keeps its files: all next to the model, named after it."""
-    save_path = pathlib.Path(save_path)
-    if save_path.suffix != ".keras":
-        raise cli.UserInputError(f"--save_path={save_path}: must end in .keras")
-    stem = save_path.with_suffix("")
-    return {
-        "model": save_path,
-        "backup": pathlib.Path(f"{stem}_backup"),  # exists only while a run is unfinished
-        "history": pathlib.Path(f"{stem}_history.csv"),
-        "metrics": pathlib.Path(f"{stem}_metrics.json"),
-        "curves": pathlib.Path(f"{stem}_curves.png"),
-        "predictions": pathlib.Path(f"{stem}_predictions.png"),
-    }
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds `seconds` (wall time of the epoch, validation included) to the epoch logs.
-
-    Listed before CSVLogger so the time lands in the history file, which
-    survives a resume; the total training time is the sum of that column.
-    """
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["seconds"] = time.perf_counter() - self._start
-
-
-def train_and_evaluate(config, strategy, data_dir=None, save_path="out/mnist_lstm/model.keras",
+def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart=False,
                        extra_callbacks=(), verbose=None):
     """Trains (or resumes), then reports on the test set with the best epoch's model.
 
-    Returns the metrics dict that is also written to `<save_path stem>_metrics.json`.
+    save_path: the run folder (common/run.py); None keeps nothing on disk.
+    Returns the metrics dict that is also written to `metrics.json`.
     """
-    if verbose is None:  # a progress bar in a terminal, one line per epoch in a log file
-        verbose = 1 if sys.stdout.isatty() else 2
-    paths = run_paths(save_path)
-    splits = load_data(config, data_dir)
-    resuming = _prepare_run_folder(paths, config)
-    keras.utils.set_random_seed(config.seed)
-
+    settings = dict(dataclasses.asdict(config), data_path=run_lib.data_setting(data_path))
+    run = run_lib.open_run(save_path, "mnist_lstm", settings, restart)
+    splits = data.load_data(config, data_path)
+    keras.utils.set_random_seed(config.seed)  # initial weights and dropout
     train_images, train_labels = splits["train"]
-    train_dataset = (
-        tf.data.Dataset.from_tensor_slices(splits["train"])
-        .shuffle(len(train_images), seed=config.seed)  # reshuffled every epoch
-        .batch(config.batch_size)
-    )
-    if config.max_shift:
-        train_dataset = train_dataset.map(
-            lambda images, labels: (random_shift(images, config.max_shift), labels),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    train_dataset = train_dataset.prefetch(tf.data.AUTOTUNE)  # ready while a step runs
-    validation_dataset = (
-        tf.data.Dataset.from_tensor_slices(splits["validation"])
-        .batch(config.batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    steps_per_epoch = common_data.batches_per_epoch(len(train_labels), config.batch_size)
 
     with strategy.scope():
         model = build_model(config)
-        compile_model(model, config, math.ceil(len(train_labels) / config.batch_size))
+        compile_model(model, config, steps_per_epoch)
+        model.optimizer.build(model.trainable_variables)  # so that a checkpoint can fill it
     print(f"replicas in sync: {strategy.num_replicas_in_sync} | "
           f"parameters: {model.count_params():,} | train / validation / test examples: "
           f"{len(train_labels):,} / {len(splits['validation'][1]):,} / {len(splits['test'][1]):,}")
 
-    best_so_far = _best_validation_accuracy(paths["history"]) if resuming else None
-    callbacks = [
-        EpochTimer(),
-        keras.callbacks.CSVLogger(str(paths["history"]), append=True),
-        keras.callbacks.ModelCheckpoint(
-            str(paths["model"]), monitor="val_accuracy", mode="max", save_best_only=True,
-            initial_value_threshold=best_so_far,  # a resumed run keeps the old best
-        ),
-        # Saves weights, optimizer state and epoch after every epoch; restores
-        # them when the same command runs again after an interruption.
-        keras.callbacks.BackupAndRestore(str(paths["backup"])),
-        *extra_callbacks,
-    ]
-    model.fit(train_dataset, validation_data=validation_dataset, epochs=config.epochs,
-              callbacks=callbacks, verbose=verbose,
-              shuffle=False)  # the dataset shuffles itself
+    state = run_lib.TrainingState(run, model)
+    first_epoch, history = run_lib.resume(run, state)
+    best = run_lib.BestModel(run and run.file("model.keras"), "val_accuracy", history)
+    if first_epoch < config.epochs:
+        model.fit(
+            data.training_batches(splits["train"], config, first_epoch),
+            validation_data=common_data.in_order(*splits["validation"], config.batch_size),
+            initial_epoch=first_epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+            shuffle=False,  # the batches come shuffled, as a function of (seed, epoch)
+            callbacks=[run_lib.EpochTimer(), best, *extra_callbacks,
+                       run_lib.EpochCheckpoint(run, state, history)],
+            verbose=run_lib.progress_verbosity() if verbose is None else verbose)
 
-    history = _read_history(paths["history"])
-    metrics = evaluate_saved_model(config, strategy, paths, test=splits["test"])
+    # The test set sees the best epoch's model, read back from where it was saved.
+    if run:
+        model.load_weights(run.file("model.keras"))
+    else:
+        model.set_weights(best.weights)
+    metrics = report_on_test(model, config, splits["test"], run, strategy)
+    best_index = int(np.argmax([epoch["val_accuracy"] for epoch in history]))
+    training_seconds = sum(epoch["seconds"] for epoch in history)
     metrics.update(
-        epochs_run=len(history["epoch"]),
-        best_epoch=int(np.argmax(history["val_accuracy"])) + 1,
-        best_validation_accuracy=float(np.max(history["val_accuracy"])),
-        training_seconds=float(np.sum(history["seconds"])),
-        train_examples_per_second=float(
-            len(train_labels) * len(history["epoch"]) / np.sum(history["seconds"])
-        ),
-        history=history,
+        epochs_run=len(history),
+        best_epoch=best_index + 1,
+        best_validation_accuracy=history[best_index]["val_accuracy"],
+        training_seconds=training_seconds,
+        train_examples_per_second=len(train_labels) * len(history) / training_seconds,
     )
-    report.write_json(metrics, paths["metrics"])
-    report.plot_training_curves(history, paths["curves"], title=_title(config, metrics))
-    return metrics
+    if run:
+        run.write_metrics(history, **metrics)
+        report.plot_training_curves(history, run.file("curves.png"), title=_title(config, metrics))
+    return dict(metrics, history=history)
 
 
-def evaluate_saved_model(config, strategy, paths, test=None, data_dir=None, title_suffix=""):
-    """Loads the model at paths["model"], predicts the test set once, writes the report.
-
-    `test` is the (images, labels) pair to use; None reads it with `load_test_data`.
-    """
-    if not paths["model"].is_file():
-        raise cli.UserInputError(
-            f"--save_path={paths['model']}: no saved model there; train one first "
-            "(run without --evaluate)"
-        )
-    with strategy.scope():
-        try:
-            model = keras.saving.load_model(paths["model"])
-        except Exception as error:  # Keras raises many types for a bad file
-            raise cli.UserInputError(
-                f"--save_path={paths['model']}: cannot load the model ({error}); "
-                "retrain it"
-            )
-    if tuple(model.input_shape[1:]) != data.IMAGE_SHAPE:
-        raise cli.UserInputError(
-            f"--save_path={paths['model']}: model reads {model.input_shape[1:]}, "
-            "not 28x28 images; is this a mnist_lstm model?"
-        )
-    test_images, test_labels = test if test is not None else load_test_data(config, data_dir)
+def report_on_test(model, config, test, run=None, strategy=None, name="predictions"):
+    """Predicts the test set once; prints the report, draws `<name>.png` into the run."""
+    test_images, test_labels = test
     class_names = data.CLASS_NAMES[config.dataset]
     probabilities = model.predict(test_images, batch_size=config.batch_size, verbose=0)
     metrics = report.metrics_from_predictions(probabilities, test_labels, class_names)
-    metrics.update(config=dataclasses.asdict(config), parameters=model.count_params(),
-                   replicas=strategy.num_replicas_in_sync, model_path=str(paths["model"]))
+    metrics.update(parameters=model.count_params(),
+                   replicas=strategy.num_replicas_in_sync if strategy else 1)
     print(report.format_report(metrics, class_names))
-    report.plot_predictions(test_images, test_labels, probabilities, class_names,
-                            paths["predictions"], title=_title(config, metrics) + title_suffix)
+    if run:
+        report.plot_predictions(test_images, test_labels, probabilities, class_names,
+                                run.file(f"{name}.png"), title=_title(config, metrics))
     return metrics
 
 
-def _prepare_run_folder(paths, config):
-    """Returns True when resuming an interrupted run; else clears the old run's files."""
-    config_file = paths["backup"] / "config.json"
-    if config_file.is_file():
-        saved = json.loads(config_file.read_text())
-        if saved != dataclasses.asdict(config):
-            changed = sorted(k for k in saved if saved[k] != dataclasses.asdict(config).get(k))
-            raise cli.UserInputError(
-                f"{paths['backup']}: an interrupted run with other settings "
-                f"({', '.join(changed)}) would be resumed; rerun with its flags, or "
-                "delete that folder to start over"
-            )
-        print(f"Resuming the interrupted run saved in {paths['backup']}")
-        return True
-    for name in ("model", "history", "metrics", "curves", "predictions"):
-        paths[name].unlink(missing_ok=True)
-    shutil.rmtree(paths["backup"], ignore_errors=True)
-    paths["backup"].mkdir(parents=True)
-    config_file.write_text(json.dumps(dataclasses.asdict(config)))
-    return False
+def evaluate_run(save_path, strategy, data_path=None):
+    """Reports again on the test set with the model a finished run saved.
 
-
-def _read_history(path):
-    """The CSVLogger file as a dict of lists (one entry per completed epoch)."""
-    table = np.genfromtxt(path, delimiter=",", names=True, ndmin=1)
-    history = {name: table[name].tolist() for name in table.dtype.names}
-    history["epoch"] = [int(epoch) for epoch in history["epoch"]]
-    return history
-
-
-def _best_validation_accuracy(path):
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    return float(np.max(_read_history(path)["val_accuracy"]))
+    The run's own settings.json says which data and split it was trained on
+    (data_path, if given, says where that data is now). Writes `evaluation.json`
+    and `evaluation.png` into the run folder.
+    """
+    settings = run_lib.saved_settings(save_path, "mnist_lstm") if os.path.isdir(save_path) else None
+    model_file = os.path.join(save_path, "model.keras")
+    if settings is None or not os.path.isfile(model_file):
+        raise cli.UserInputError(f"--save_path={save_path}: no saved model there; train one "
+                                 "first (run without --evaluate)")
+    run = run_lib.RunFolder(save_path, "mnist_lstm", settings)
+    data_path = data_path or settings.pop("data_path")
+    config = Config(**{field.name: settings[field.name] for field in dataclasses.fields(Config)})
+    with strategy.scope():
+        try:
+            model = keras.saving.load_model(model_file)
+        except Exception as error:  # Keras raises many types for a bad file
+            raise cli.UserInputError(f"{model_file}: cannot load the model ({error}); "
+                                     "train again with --restart")
+    metrics = report_on_test(model, config, data.load_test_data(config, data_path), run,
+                             strategy, name="evaluation")
+    run_lib.write_json(run.file("evaluation.json"), metrics)
+    print(f"wrote {run.file('evaluation.json')} and {run.file('evaluation.png')}")
+    return metrics
 
 
 def _title(config, metrics):
@@ -381,17 +225,17 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines the command-line flags; called by the entry points only.
-
-    Not at import time: absl flags are global, and the other tutorials' scripts
-    define flags with the same names (--data_dir, --save_path) in the same test run.
-    """
+    """Defines the command-line flags; called by the entry point only (absl flags
+    are global, and the other tutorials define flags of the same names)."""
     defaults = Config()
+    cli.define_run_flags(
+        data_path_help="Folder with the four IDX .gz files (or Keras' mnist.npz); "
+                       "unset: download with keras.datasets.",
+        default_run_folder="runs/mnist_lstm/<dataset>", epochs_default=defaults.epochs,
+        epochs_help="Passes over the training split.", max_examples=True)
+    flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     # A string, not an enum, so that a typo gets our one-line error rather than absl's.
     flags.DEFINE_string("dataset", defaults.dataset, f"One of {', '.join(data.DATASETS)}.")
-    flags.DEFINE_string("data_dir", None,
-                        "Folder with the four IDX .gz files (or Keras' mnist.npz); "
-                        "unset: download with keras.datasets.")
     flags.DEFINE_integer("units", defaults.units, "LSTM hidden size.")
     flags.DEFINE_float("dropout", defaults.dropout,
                        "Dropout rate on the LSTM's inputs and on its last output.")
@@ -402,19 +246,13 @@ def define_flags():
     flags.DEFINE_bool("cosine_decay", defaults.cosine_decay,
                       "Decay the learning rate to 0 along a half cosine; --nocosine_decay "
                       "keeps it constant as in the tutorial.")
-    flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training split.")
     flags.DEFINE_float("validation_fraction", defaults.validation_fraction,
                        "Share of training examples (the last ones) held out for validation.")
-    flags.DEFINE_integer("seed", defaults.seed, "Random seed.")
-    flags.DEFINE_integer("max_examples", defaults.max_examples,
-                         "If > 0, use only the first N training and N test examples.")
     flags.DEFINE_integer("split_test_file", defaults.split_test_file,
                          "If > 0, use only the test file: train on its first N examples, "
                          "test on the rest (for machines without the training files).")
-    flags.DEFINE_string("save_path", "out/mnist_lstm/model.keras",
-                        "Best model (.keras); the report files are written next to it.")
-    flags.DEFINE_bool("evaluate", False, "Load --save_path and report on the test set; no training.")
-    flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all, 0: CPU only.")
+    flags.DEFINE_bool("evaluate", False, "Report again on the test set with the model in "
+                      "--save_path (its own settings); no training.")
 
 
 def config_from_flags():
@@ -424,9 +262,8 @@ def config_from_flags():
         raise cli.UserInputError(
             f"--dataset={config.dataset}: unknown dataset; use one of {', '.join(data.DATASETS)}"
         )
-    for name in ("units", "batch_size", "epochs"):
-        if getattr(config, name) < 1:
-            raise cli.UserInputError(f"--{name}={getattr(config, name)}: must be at least 1")
+    for name in ("units", "batch_size", "epochs", "max_examples"):
+        cli.check_at_least(name, 1)
     if not config.learning_rate > 0:
         raise cli.UserInputError(f"--learning_rate={config.learning_rate}: must be positive")
     if not 0 <= config.dropout < 1:
@@ -435,42 +272,30 @@ def config_from_flags():
         raise cli.UserInputError(
             f"--validation_fraction={config.validation_fraction}: must be between 0 and 1"
         )
-    for name in ("max_examples", "split_test_file", "max_shift"):
+    for name in ("split_test_file", "max_shift"):
         if getattr(config, name) < 0:
             raise cli.UserInputError(f"--{name}={getattr(config, name)}: must be 0 (off) or more")
     return config
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise cli.UserInputError(f"unexpected arguments {argv[1:]}; flags look like --epochs=5")
-    logging.set_verbosity(logging.INFO)
+    del argv  # cli.run refuses stray arguments
     config = config_from_flags()
-    try:
-        strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
-    except ValueError as error:
-        raise cli.UserInputError(str(error))
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    save_path = FLAGS.save_path or os.path.join("runs", "mnist_lstm", config.dataset)
     if FLAGS.evaluate:
-        paths = run_paths(FLAGS.save_path)
-        paths["predictions"] = paths["predictions"].with_name(
-            paths["model"].stem + "_evaluate_predictions.png")
-        metrics = evaluate_saved_model(config, strategy, paths, data_dir=FLAGS.data_dir,
-                                       title_suffix=" (--evaluate)")
-        metrics_path = paths["metrics"].with_name(paths["model"].stem + "_evaluate_metrics.json")
-        report.write_json(metrics, metrics_path)
-        print(f"wrote {metrics_path} and {paths['predictions']}")
+        given = [f"--{name}" for name in dataclasses.asdict(config) if FLAGS[name].present]
+        if given:
+            raise cli.UserInputError(f"{', '.join(given)}: --evaluate uses the settings of the "
+                                     "run in --save_path; leave them out")
+        evaluate_run(save_path, strategy, FLAGS.data_path)
         return
-    try:
-        metrics = train_and_evaluate(config, strategy, FLAGS.data_dir, FLAGS.save_path)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; run the same command again to resume after the last "
-              f"completed epoch (state in {run_paths(FLAGS.save_path)['backup']})")
-        raise SystemExit(130)
+    metrics = train_and_evaluate(config, strategy, FLAGS.data_path, save_path,
+                                 restart=FLAGS.restart)
     print(f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} "
           f"(validation accuracy {metrics['best_validation_accuracy']:.2%}) | "
           f"training {metrics['training_seconds']:.0f} s, "
-          f"{metrics['train_examples_per_second']:,.0f} examples/s")
-    print(f"wrote {', '.join(str(p) for p in run_paths(FLAGS.save_path).values() if p.exists())}")
+          f"{metrics['train_examples_per_second']:,.0f} examples/s | run folder {save_path}")
 
 
 if __name__ == "__main__":

@@ -40,12 +40,14 @@ import glob
 import time
 
 import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
-from absl import app
 from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
 
+from common import cli
+from common import run as run_lib
+from common import strategy as strategy_lib
 from ptb import ptb_word_lm
 from ptb.window_lstm import WindowLSTM
 
@@ -230,6 +232,9 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_enum("model", "small", list(ptb_word_lm.PRESETS), "Preset to benchmark.")
+    flags.DEFINE_integer("seed", 0, "Random seed: initial weights and the random word ids.",
+                         lower_bound=0, upper_bound=2**32 - 1)
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
     flags.DEFINE_integer("steps", 200, "Training windows per timed call.")
     flags.DEFINE_integer("calls", 3, "Timed calls (the best and the median are reported).")
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
@@ -243,9 +248,16 @@ def define_flags():
 
 
 def main(argv):
-    del argv
+    del argv  # cli.run refuses stray arguments
+    for name in ("steps", "calls"):
+        cli.check_at_least(name, 1)
+    cli.check_at_least("eval_words", 0)
     config = ptb_word_lm.PRESETS[FLAGS.model]
-    device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    keras.utils.set_random_seed(FLAGS.seed)
+    device = "GPU" if strategy.extended.worker_devices[0].find("GPU") >= 0 else "CPU"
+    print(f"machine: {run_lib.describe_machine()}; TensorFlow {tf.__version__}, "
+          f"Keras {keras.__version__}")
     peak = matmul_peak_gflops()
     per_word = flops_per_word(config)
     print(f"preset {FLAGS.model}: {per_word / 1e6:.1f} MFLOP per trained word, "
@@ -269,13 +281,14 @@ def main(argv):
             if not rows:  # tiny models run their operations inline, unrecorded
                 print("  (no operations on the executor's threads to show)")
 
-    model = build_trainer(config, steps_per_execution=FLAGS.steps)
+    with strategy.scope():
+        model = build_trainer(config, steps_per_execution=FLAGS.steps, seed=FLAGS.seed)
+        models = {"this package": model}
+        if FLAGS.compare_plain:
+            models["plain Keras"] = build_trainer(config, plain=True, seed=FLAGS.seed)
+        if FLAGS.variants:
+            models.update(cpu_variants(config, FLAGS.steps))
     print(f"parameters: {model.count_params():,}")
-    models = {"this package": model}
-    if FLAGS.compare_plain:
-        models["plain Keras"] = build_trainer(config, plain=True)
-    if FLAGS.variants:
-        models.update(cpu_variants(config, FLAGS.steps))
     rates = training_words_per_second(models, config, FLAGS.steps, FLAGS.calls)
     best = rates["this package"][0]
     for name, (name_best, name_median) in rates.items():
@@ -292,4 +305,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -10,7 +10,8 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar.
 | medium | 39     | 48.45 /  86.16 /  82.07       | not run (CPU only here)         |
 | large  | 55     | 37.87 /  82.62 /  78.29       | not run (CPU only here)         |
 
-(this code: 2-core CPU, 2026-11-22, `--model small`, 31 minutes; details in docs/RESULTS.md)
+(this code: 2-core AMD EPYC VM with AVX-512, 2026-11-22, `--model small`, 31 minutes;
+details in docs/RESULTS.md)
 
 Glossary (tutorial name -> field of `Config` where it differs):
   init_scale     weights start uniform in [-init_scale, init_scale]
@@ -20,7 +21,7 @@ Glossary (tutorial name -> field of `Config` where it differs):
   num_steps      words per window: how far back gradients flow (truncated BPTT)
   hidden_size    LSTM units, also the word-embedding width
   max_epoch      -> epochs_at_full_lr: epochs trained at the initial learning rate
-  max_max_epoch  -> num_epochs: epochs in all
+  max_max_epoch  -> epochs: epochs in all (the --epochs flag overrides it)
   keep_prob      probability of keeping a unit in dropout (1.0: no dropout)
   lr_decay       learning-rate factor applied per epoch after epochs_at_full_lr
   batch_size     parallel streams of text (rows of each window)
@@ -33,19 +34,18 @@ Get the data and run (downloads the data when --data_path is left out):
 """
 
 import dataclasses
-import json
 import math
 import os
 import time
 
 import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
 from absl import flags
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from common import cli
+from common import run as run_lib
 from common import strategy as strategy_lib
 from ptb import reader
 from ptb.window_lstm import WindowLSTM
@@ -60,7 +60,7 @@ class Config:
     num_steps: int = 20  # words per window (truncated backpropagation through time)
     hidden_size: int = 200  # LSTM units = embedding width
     epochs_at_full_lr: int = 4  # tutorial: max_epoch
-    num_epochs: int = 13  # tutorial: max_max_epoch
+    epochs: int = 13  # tutorial: max_max_epoch
     keep_prob: float = 1.0  # dropout keeps each unit with this probability
     lr_decay: float = 0.5  # learning rate *= lr_decay every epoch after epochs_at_full_lr
     batch_size: int = 20
@@ -72,13 +72,13 @@ PRESETS = {
     "small": Config(),
     # Wider, longer windows, regularised with dropout, decayed more slowly.
     "medium": Config(init_scale=0.05, num_steps=35, hidden_size=650, epochs_at_full_lr=6,
-                     num_epochs=39, keep_prob=0.5, lr_decay=0.8),
+                     epochs=39, keep_prob=0.5, lr_decay=0.8),
     # Wider still, with more dropout; needs larger gradient norms.
     "large": Config(init_scale=0.04, max_grad_norm=10.0, num_steps=35, hidden_size=1500,
-                    epochs_at_full_lr=14, num_epochs=55, keep_prob=0.35, lr_decay=1 / 1.15),
+                    epochs_at_full_lr=14, epochs=55, keep_prob=0.35, lr_decay=1 / 1.15),
     # A tiny model for checking that everything runs end to end.
     "test": Config(max_grad_norm=1.0, num_layers=1, num_steps=2, hidden_size=2,
-                   epochs_at_full_lr=1, num_epochs=1),
+                   epochs_at_full_lr=1, epochs=1),
 }
 
 # Test perplexity is computed as in the tutorial (batch 1, one continuous
@@ -281,17 +281,21 @@ class ProgressLogger(keras.callbacks.Callback):
 
 
 def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
-                       steps_per_epoch=None):
+                       steps_per_epoch=None, restart=False):
     """Trains `config` on PTB, printing per-epoch perplexities, and returns metrics.
 
-    With `save_path`, a checkpoint is written after every epoch and training
-    resumes after the last completed epoch when called again.
+    With `save_path` (the run folder, see common/run.py) the training state is
+    saved after every epoch, and calling again with the same settings resumes
+    after the last completed epoch; the final batch-1 model is `model.keras`.
 
     Returns a dict with `history` (one dict per epoch: epoch, learning_rate,
     train_perplexity, valid_perplexity, seconds, words_per_second) and
     `test_perplexity`.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    settings = dict(dataclasses.asdict(config), seed=seed, steps_per_epoch=steps_per_epoch,
+                    data_path=run_lib.data_setting(data_path))
+    run = run_lib.open_run(save_path, "ptb", settings, restart)
     keras.utils.set_random_seed(seed)
     train_data, valid_data, test_ids = load_data(data_path, config)
     num_windows = int(train_data.cardinality())
@@ -306,19 +310,10 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
         model.optimizer.build(model.trainable_variables)
     print(f"Model {model.count_params():,} parameters; "
           f"{strategy.num_replicas_in_sync} replica(s) in sync.")
+    state = run_lib.TrainingState(run, model)
+    epochs_done, history = run_lib.resume(run, state)
 
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                     epochs_done=tf.Variable(0, dtype=tf.int64))
-    history = []
-    if save_path:
-        os.makedirs(save_path, exist_ok=True)
-        manager = tf.train.CheckpointManager(checkpoint, save_path, max_to_keep=2)
-        if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            history = _read_history(save_path)[: int(checkpoint.epochs_done)]
-            print(f"Resuming from {manager.latest_checkpoint} after epoch {len(history)}.")
-
-    for epoch in range(int(checkpoint.epochs_done), config.num_epochs):
+    for epoch in range(epochs_done, config.epochs):
         learning_rate = learning_rate_for_epoch(config, epoch)
         model.optimizer.learning_rate.assign(learning_rate)
         print(f"Epoch {epoch + 1}: learning rate {learning_rate:.3f}")
@@ -338,21 +333,23 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
             seconds=seconds, words_per_second=num_windows * words_per_window / seconds))
         print(f"Epoch {epoch + 1}: train perplexity {history[-1]['train_perplexity']:.2f}, "
               f"valid perplexity {history[-1]['valid_perplexity']:.2f}", flush=True)
-
-        if save_path:
+        if run:
             # metrics.json first: after a crash between the two writes, resuming
             # keeps only the epochs that the latest complete checkpoint holds.
-            _write_history(save_path, history)
-            checkpoint.epochs_done.assign(epoch + 1)
-            manager.save()  # "latest" moves to the new checkpoint only once it is complete
+            run.write_metrics(history)
+        state.save(epoch + 1)
 
     start = time.perf_counter()
-    test_perplexity = evaluate_stream(build_eval_model(config, model), test_ids)
+    eval_model = build_eval_model(config, model)
+    test_perplexity = evaluate_stream(eval_model, test_ids)
+    test_seconds = time.perf_counter() - start
     print(f"Test perplexity: {test_perplexity:.2f} "
-          f"({len(test_ids) - 1:,} words in {time.perf_counter() - start:.1f} s)")
+          f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")
     metrics = dict(history=history, test_perplexity=test_perplexity)
-    if save_path:
-        _write_history(save_path, history, test_perplexity=test_perplexity)
+    if run:
+        run_lib.save_model(eval_model, run.file("model.keras"))
+        run.write_metrics(history, test_perplexity=test_perplexity, test_seconds=test_seconds,
+                          training_seconds=sum(epoch["seconds"] for epoch in history))
     return metrics
 
 
@@ -363,35 +360,13 @@ def build_eval_model(config, trained_model):
     return model
 
 
-def load_trained_model(config, save_path):
-    """The batch-1 evaluation model with the weights of the latest checkpoint."""
-    latest = tf.train.latest_checkpoint(save_path)
-    if latest is None:
-        raise cli.UserInputError(f"--save_path={save_path}: no checkpoint there.")
-    # The checkpoint also holds the LSTM states, shaped for the training batch.
-    model = build_model(config)
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    return build_eval_model(config, model)
-
-
-def _history_file(save_path):
-    return os.path.join(save_path, "metrics.json")
-
-
-def _read_history(save_path):
-    try:
-        with open(_history_file(save_path)) as f:
-            return json.load(f)["history"]
-    except FileNotFoundError:
-        return []
-
-
-def _write_history(save_path, history, test_perplexity=None):
-    """Writes metrics.json atomically (a crash leaves the old file, never half a file)."""
-    tmp = _history_file(save_path) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(dict(history=history, test_perplexity=test_perplexity), f, indent=1)
-    os.replace(tmp, _history_file(save_path))
+def load_trained_model(save_path):
+    """The batch-1 evaluation model that a finished run saved in its folder."""
+    path = os.path.join(save_path, "model.keras")
+    if not os.path.isfile(path):
+        raise cli.UserInputError(f"--save_path={save_path}: no model.keras there; train "
+                                 "with python -m ptb.ptb_word_lm --save_path first.")
+    return keras.saving.load_model(path)
 
 
 # ----------------------------------------------------------------------------
@@ -402,29 +377,29 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """Defined on demand, so that importing this module defines no flags."""
-    flags.DEFINE_string("data_path", None, "Folder with ptb.{train,valid,test}.txt; "
-                        "downloaded into the Keras cache when left out.")
+    cli.define_run_flags(
+        data_path_help="Folder with ptb.{train,valid,test}.txt; downloaded into the Keras "
+                       "cache when left out.",
+        default_run_folder="runs/ptb/<model>", epochs_default=None,
+        epochs_help="Epochs in all; overrides the preset's (the tutorial's max_max_epoch).")
+    flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     flags.DEFINE_enum("model", "small", list(PRESETS), "Which preset to train.")
-    flags.DEFINE_string("save_path", None, "Folder for per-epoch checkpoints and metrics.json; "
-                        "running again resumes after the last completed epoch.")
-    flags.DEFINE_integer("seed", 0, "Random seed for the initial weights and dropout.")
-    flags.DEFINE_integer("num_epochs", None, "Override the preset's number of epochs.")
     flags.DEFINE_integer("steps_per_epoch", None, "Train only this many windows per epoch "
                          "(for quick looks; the perplexities are then not the tutorial's).")
-    flags.DEFINE_integer("num_gpus", None, "GPUs to use (default: all visible).")
 
 
 def main(argv):
-    del argv
-    logging.set_verbosity(logging.INFO)
+    del argv  # cli.run refuses stray arguments
+    cli.check_at_least("epochs", 1)
+    cli.check_at_least("steps_per_epoch", 1)
     config = PRESETS[FLAGS.model]
-    if FLAGS.num_epochs is not None:
-        if FLAGS.num_epochs < 1:
-            raise cli.UserInputError(f"--num_epochs={FLAGS.num_epochs}: must be at least 1.")
-        config = dataclasses.replace(config, num_epochs=FLAGS.num_epochs)
+    if FLAGS.epochs is not None:
+        config = dataclasses.replace(config, epochs=FLAGS.epochs)
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
-    train_and_evaluate(config, FLAGS.data_path, strategy, save_path=FLAGS.save_path,
-                       seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch)
+    save_path = FLAGS.save_path or os.path.join("runs", "ptb", FLAGS.model)
+    train_and_evaluate(config, FLAGS.data_path, strategy, save_path=save_path,
+                       seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch,
+                       restart=FLAGS.restart)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ def _read_words(filename):
             f"{filename}: not UTF-8 text (byte {error.start}); use the plain-text "
             "PTB files from simple-examples.tgz."
         )
+    except OSError as error:  # a folder, no permission, an I/O error
+        raise UserInputError(f"{filename}: cannot read it ({error.strerror}); check --data_path.")
     words = text.replace("\n", " <eos> ").split()
     if not words:
         raise UserInputError(f"{filename}: the file is empty; re-download the PTB data.")

@@ -1,13 +1,21 @@
-"""Shared test fixtures.
+"""Shared test fixtures and helpers.
 
 Tests that need the real datasets take the `data_dir` fixture. It reads the
 folder from $RNN_TUTORIALS_DATA (CI sets it to ../shared/data). Unset, those
 tests are skipped locally; under CI, or when set to a missing folder, they fail.
+
+Entry points are run as a user runs them, `python -m <module> ...`, with
+`run_module`; `assert_one_line_error` checks the one error path every entry
+point shares (one line on stderr, exit status 2, no traceback).
 """
 
+import json
 import os
 import pathlib
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -30,3 +38,75 @@ def data_dir():
     if not path.is_dir():
         pytest.fail(f"${DATA_ENV}={value} is not a folder")
     return path
+
+
+def module_command(module, *args):
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def run_module(module, *args, stdin=None, env=None, timeout=600):
+    """Runs `python -m module args...` from the repository root; the CompletedProcess."""
+    return subprocess.run(module_command(module, *args), cwd=ROOT, input=stdin,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result, expected):
+    """Exit status 2, no traceback, and stderr's last line is `error: ...expected...`."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and expected in last_line, result.stderr[-2000:]
+
+
+def read_metrics(run_folder):
+    return json.loads((pathlib.Path(run_folder) / "metrics.json").read_text())
+
+
+def timing_free(history):
+    """The per-epoch history without the wall-clock entries, which vary run to run."""
+    return [{key: value for key, value in epoch.items()
+             if key not in ("seconds", "words_per_second")} for epoch in history]
+
+
+def killed_and_rerun_like_uninterrupted(command_for, tmp_path, epochs):
+    """Runs command_for(folder) whole, and again SIGKILLed after its first epoch and
+    then re-run; asserts the two histories are equal and returns both metrics."""
+    whole_folder, killed_folder = tmp_path / "whole", tmp_path / "killed"
+    uninterrupted = run_module(*command_for(whole_folder)[2:])
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    epochs_before_kill = kill_after_first_epoch(command_for(killed_folder), killed_folder)
+    assert 1 <= epochs_before_kill < epochs  # else the kill came too late to test anything
+    resumed = run_module(*command_for(killed_folder)[2:])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"after epoch {epochs_before_kill}" in resumed.stdout
+    whole, killed = read_metrics(whole_folder), read_metrics(killed_folder)
+    assert timing_free(killed["history"]) == timing_free(whole["history"])
+    assert len(whole["history"]) == epochs
+    return whole, killed
+
+
+def epochs_in_checkpoint(run_folder):
+    import tensorflow as tf  # here: only these tests need it
+
+    latest = tf.train.latest_checkpoint(str(pathlib.Path(run_folder) / "checkpoint"))
+    return int(tf.train.load_variable(latest, "epochs_done/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def kill_after_first_epoch(command, run_folder, timeout=300):
+    """Starts `command`, SIGKILLs it once its first epoch is checkpointed; returns the
+    number of epochs its latest checkpoint then holds (a real, unannounced stop)."""
+    checkpoint_index = pathlib.Path(run_folder) / "checkpoint" / "checkpoint"
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while not checkpoint_index.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"ended before its first checkpoint: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError("no checkpoint within the time limit")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return epochs_in_checkpoint(run_folder)

@@ -7,10 +7,6 @@ the `data_dir` fixture ($RNN_TUTORIALS_DATA).
 import dataclasses
 import gzip
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -20,8 +16,9 @@ from common.cli import UserInputError
 from common.strategy import get_strategy
 from mnist_lstm import data
 from mnist_lstm import train
+from tests.conftest import (killed_and_rerun_like_uninterrupted, module_command, read_metrics,
+                            run_module, timing_free)
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = train.Config(units=8, batch_size=16, epochs=1)
 
 
@@ -52,9 +49,7 @@ def write_mnist_folder(folder, num_train=64, num_test=32, suffix=".gz"):
 
 
 def run_cli(*args):
-    environment = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "mnist_lstm", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=environment, timeout=300)
+    return run_module("mnist_lstm", *args)
 
 
 # --- parsing ---------------------------------------------------------------------
@@ -99,7 +94,7 @@ def test_keras_npz_is_read(tmp_path):
 
 def test_validation_split_is_the_tail_of_training_data(tmp_path):
     folder = write_mnist_folder(tmp_path, num_train=50, num_test=20)
-    splits = train.load_data(dataclasses.replace(TINY, max_examples=40), folder)
+    splits = data.load_data(dataclasses.replace(TINY, max_examples=40), folder)
     assert len(splits["train"][0]) == 36 and len(splits["validation"][0]) == 4
     assert len(splits["test"][0]) == 20
     all_train, _ = data.load_split("mnist", "train", folder)
@@ -112,7 +107,7 @@ def test_split_test_file_trains_on_head_and_tests_on_tail(tmp_path):
     images, labels = random_split(30, seed=3)
     write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
     write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
-    splits = train.load_data(dataclasses.replace(TINY, split_test_file=20), folder)
+    splits = data.load_data(dataclasses.replace(TINY, split_test_file=20), folder)
     assert [len(splits[name][1]) for name in ("train", "validation", "test")] == [18, 2, 10]
     np.testing.assert_array_equal(splits["test"][1], labels[20:])
 
@@ -158,16 +153,18 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, case):
 
 @pytest.mark.parametrize("args, expected", [
     (["--dataset=digits"], "--dataset=digits: unknown dataset; use one of mnist, fashion_mnist"),
-    (["--data_dir={bad}"], "train-images-idx3-ubyte.gz: cannot read"),
-    (["--data_dir={bad}", "--split_test_file=40"], "--split_test_file=40: must be between 1 and 31"),
-    (["--evaluate", "--data_dir={bad}", "--save_path={tmp}/none.keras"],
-     "none.keras: no saved model there"),
+    (["--data_path={bad}"], "train-images-idx3-ubyte.gz: cannot read"),
+    (["--data_path={bad}", "--split_test_file=40"], "--split_test_file=40: must be between 1 and 31"),
+    (["--evaluate", "--data_path={bad}", "--save_path={tmp}/none"],
+     "none: no saved model there"),
+    (["--evaluate", "--units=8", "--save_path={tmp}/none"],
+     "--units: --evaluate uses the settings of the run in --save_path"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
     folder = write_mnist_folder(tmp_path / "bad")
     _truncate(folder / "train-images-idx3-ubyte.gz")
     args = [arg.format(bad=folder, tmp=tmp_path) for arg in args]
-    result = run_cli(f"--save_path={tmp_path}/m.keras", *args)  # a later flag wins
+    result = run_cli(f"--save_path={tmp_path}/run", *args)  # a later flag wins
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
@@ -201,20 +198,22 @@ def test_lstm_stays_cudnn_eligible():
 
 def test_saved_model_round_trip_gives_the_same_report(tmp_path):
     folder = write_mnist_folder(tmp_path / "data", num_train=80, num_test=40)
-    save_path = tmp_path / "run" / "model.keras"
+    save_path = tmp_path / "run"
     strategy = get_strategy()
     metrics = train.train_and_evaluate(TINY, strategy, folder, save_path, verbose=0)
     assert metrics["test_examples"] == 40 and metrics["epochs_run"] == 1
-    for name, path in train.run_paths(save_path).items():
-        assert path.exists() == (name != "backup"), name  # the backup goes when done
-    assert json.loads(train.run_paths(save_path)["metrics"].read_text())["test_accuracy"] == (
-        metrics["test_accuracy"])
+    assert sorted(path.name for path in save_path.iterdir()) == [
+        "checkpoint", "curves.png", "history.csv", "metrics.json", "model.keras",
+        "predictions.png", "settings.json"]
+    saved = read_metrics(save_path)
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert saved["tutorial"] == "mnist_lstm" and saved["settings"]["units"] == 8
 
-    reloaded = train.evaluate_saved_model(TINY, strategy, train.run_paths(save_path),
-                                          data_dir=folder)
+    reloaded = train.evaluate_run(save_path, strategy, data_path=folder)
     assert reloaded["test_accuracy"] == metrics["test_accuracy"]
     assert reloaded["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)
     assert reloaded["confusion_matrix"] == metrics["confusion_matrix"]
+    assert (save_path / "evaluation.json").is_file() and (save_path / "evaluation.png").is_file()
 
 
 class CrashAfterEpoch(keras.callbacks.Callback):
@@ -224,72 +223,66 @@ class CrashAfterEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
-            self.weights_at_crash = [w.copy() for w in self.model.get_weights()]
             raise RuntimeError("simulated crash")
 
 
-class RecordEpochs(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):  # runs after BackupAndRestore restored the state
-        self.epochs = []
-        self.weights_at_start = [w.copy() for w in self.model.get_weights()]
-        self.iterations_at_start = int(self.model.optimizer.iterations.numpy())
+def test_crashed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path):
+    """Dropout and shifts on: the random streams must continue, not restart."""
+    folder = write_mnist_folder(tmp_path / "data", num_train=120, num_test=16)
+    config = dataclasses.replace(TINY, epochs=4, dropout=0.3, max_shift=1)
+    uninterrupted = train.train_and_evaluate(config, get_strategy(), folder, verbose=0)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
-
-
-def test_interrupted_run_resumes_after_the_last_completed_epoch(tmp_path):
-    folder = write_mnist_folder(tmp_path / "data", num_train=80, num_test=16)
-    save_path = tmp_path / "run" / "model.keras"
-    config = dataclasses.replace(TINY, epochs=4)
-    steps_per_epoch = 5  # 72 training examples in batches of 16
-
-    crash = CrashAfterEpoch(epoch=1)  # dies at the end of the 2nd epoch
+    save_path = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
         train.train_and_evaluate(config, get_strategy(), folder, save_path,
-                                 extra_callbacks=[crash], verbose=0)
-    assert train.run_paths(save_path)["backup"].is_dir()
-
+                                 extra_callbacks=[CrashAfterEpoch(epoch=1)], verbose=0)
     # Other settings must not silently resume this run.
-    with pytest.raises(UserInputError, match="units"):
+    with pytest.raises(UserInputError, match="units 8 -> 9"):
         train.train_and_evaluate(dataclasses.replace(config, units=9), get_strategy(),
                                  folder, save_path, verbose=0)
 
-    record = RecordEpochs()
-    metrics = train.train_and_evaluate(config, get_strategy(), folder, save_path,
-                                       extra_callbacks=[record], verbose=0)
-    assert record.epochs == [2, 3]
-    assert record.iterations_at_start == 2 * steps_per_epoch
-    for restored, saved in zip(record.weights_at_start, crash.weights_at_crash):
-        np.testing.assert_array_equal(restored, saved)
-    assert metrics["history"]["epoch"] == [0, 1, 2, 3]  # the curves cover both runs
-    assert metrics["epochs_run"] == 4
-    assert not train.run_paths(save_path)["backup"].exists()
+    resumed = train.train_and_evaluate(config, get_strategy(), folder, save_path, verbose=0)
+    assert [epoch["epoch"] for epoch in resumed["history"]] == [1, 2, 3, 4]
+    assert timing_free(resumed["history"]) == timing_free(uninterrupted["history"])
+    assert resumed["test_loss"] == uninterrupted["test_loss"]
+
+
+def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(tmp_path):
+    folder = write_mnist_folder(tmp_path / "data", num_train=400, num_test=40)
+
+    def command(save_path):
+        return module_command("mnist_lstm", f"--data_path={folder}", "--units=8",
+                              "--batch_size=16", "--epochs=25", f"--save_path={save_path}")
+    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=25)
+    assert (killed["test_loss"], killed["confusion_matrix"]) == (
+        whole["test_loss"], whole["confusion_matrix"])
 
 
 # --- real data -----------------------------------------------------------------------
 
 def test_cli_short_real_training_beats_chance_and_evaluate_agrees(data_dir, tmp_path):
-    save_path = tmp_path / "model.keras"
-    flags = ["--dataset=fashion_mnist", f"--data_dir={data_dir / 'fashion-mnist'}",
-             "--max_examples=5000", f"--save_path={save_path}"]
-    result = run_cli(*flags, "--epochs=3")
+    save_path = tmp_path / "run"
+    result = run_cli("--dataset=fashion_mnist", f"--data_path={data_dir / 'fashion-mnist'}",
+                     "--max_examples=5000", f"--save_path={save_path}", "--epochs=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy" in result.stdout and "confusion matrix" in result.stdout
-    metrics = json.loads(train.run_paths(save_path)["metrics"].read_text())
+    assert "\r" not in result.stdout  # no progress bar when the output is not a terminal
+    assert result.stdout.count("Epoch ") == 3  # one line per epoch instead
+    metrics = read_metrics(save_path)
     assert metrics["test_examples"] == 5000
     assert metrics["test_accuracy"] > 0.6, metrics["test_accuracy"]  # chance is 0.10
 
-    result = run_cli(*flags, "--evaluate")
+    result = run_cli("--evaluate", f"--data_path={data_dir / 'fashion-mnist'}",
+                     f"--save_path={save_path}")
     assert result.returncode == 0, result.stderr[-3000:]
-    evaluated = json.loads((tmp_path / "model_evaluate_metrics.json").read_text())
+    evaluated = json.loads((save_path / "evaluation.json").read_text())
     assert evaluated["test_accuracy"] == metrics["test_accuracy"]
-    assert (tmp_path / "model_evaluate_predictions.png").stat().st_size > 10_000
+    assert (save_path / "evaluation.png").stat().st_size > 10_000
 
 
 def test_real_digit_file_splits_8000_2000(data_dir):
     config = dataclasses.replace(train.Config(), split_test_file=8000)
-    splits = train.load_data(config, data_dir / "mnist-test")
+    splits = data.load_data(config, data_dir / "mnist-test")
     assert [len(splits[name][1]) for name in ("train", "validation", "test")] == [
         7200, 800, 2000]
     _, all_labels = data.load_split("mnist", "test", data_dir / "mnist-test")
@@ -300,7 +293,7 @@ def test_real_digit_file_splits_8000_2000(data_dir):
 def test_random_shift_moves_each_image_within_bounds():
     images = np.zeros((64, 28, 28), np.float32)
     images[:, 10:18, 10:18] = 1.0  # an 8x8 square at (10, 10)
-    shifted = train.random_shift(images, max_shift=2).numpy()
+    shifted = data.random_shift(images, max_shift=2, seed=[0, 1]).numpy()
     assert shifted.shape == images.shape
     corners = np.array([np.argwhere(image == 1.0).min(axis=0) for image in shifted]) - 10
     assert corners.min() == -2 and corners.max() == 2  # 64 draws cover both ends

@@ -18,7 +18,7 @@ TINY = dataclasses.replace(ptb_word_lm.PRESETS["small"], hidden_size=8, vocab_si
 
 def test_presets_are_the_tutorials():
     as_tuple = lambda c: (c.init_scale, c.learning_rate, c.max_grad_norm, c.num_layers,  # noqa: E731
-                          c.num_steps, c.hidden_size, c.epochs_at_full_lr, c.num_epochs,
+                          c.num_steps, c.hidden_size, c.epochs_at_full_lr, c.epochs,
                           c.keep_prob, c.lr_decay, c.batch_size, c.vocab_size)
     presets = ptb_word_lm.PRESETS
     assert as_tuple(presets["small"]) == (0.1, 1.0, 5, 2, 20, 200, 4, 13, 1.0, 0.5, 20, 10000)

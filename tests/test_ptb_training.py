@@ -2,19 +2,19 @@
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from common.cli import UserInputError
 from ptb import ptb_word_lm
 from ptb import reader
-from tests.conftest import ROOT
+from tests.conftest import (assert_one_line_error, killed_and_rerun_like_uninterrupted,
+                            module_command, read_metrics, run_module, timing_free)
 
 # A tiny corpus over a 40-word vocabulary, to train in seconds.
 TINY = dataclasses.replace(ptb_word_lm.PRESETS["test"], vocab_size=40, hidden_size=8,
-                           batch_size=4, num_steps=5, num_epochs=3, epochs_at_full_lr=1)
+                           batch_size=4, num_steps=5, epochs=3, epochs_at_full_lr=1)
 
 
 def write_tiny_corpus(folder):
@@ -26,15 +26,11 @@ def write_tiny_corpus(folder):
     return str(folder)
 
 
-def comparable(metrics):
-    """The metrics that must not depend on timing."""
-    return ([{k: v for k, v in epoch.items() if k not in ("seconds", "words_per_second")}
-             for epoch in metrics["history"]], metrics["test_perplexity"])
-
-
 def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
+    """With dropout, so that its random stream must continue, not restart."""
     data_path = write_tiny_corpus(tmp_path)
-    uninterrupted = ptb_word_lm.train_and_evaluate(TINY, data_path, seed=3)
+    config = dataclasses.replace(TINY, keep_prob=0.5)
+    uninterrupted = ptb_word_lm.train_and_evaluate(config, data_path, seed=3)
 
     save_path = str(tmp_path / "run")
     crash_in_third_epoch = ptb_word_lm.ProgressLogger.on_train_batch_end
@@ -46,36 +42,74 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypat
 
     monkeypatch.setattr(ptb_word_lm.ProgressLogger, "on_train_batch_end", crash)
     with pytest.raises(KeyboardInterrupt):
-        ptb_word_lm.train_and_evaluate(TINY, data_path, save_path=save_path, seed=3)
+        ptb_word_lm.train_and_evaluate(config, data_path, save_path=save_path, seed=3)
     with open(f"{save_path}/metrics.json") as f:
         assert [epoch["epoch"] for epoch in json.load(f)["history"]] == [1, 2]
 
     monkeypatch.undo()
-    resumed = ptb_word_lm.train_and_evaluate(TINY, data_path, save_path=save_path, seed=3)
-    assert comparable(resumed)[0] == comparable(uninterrupted)[0]
-    assert resumed["test_perplexity"] == pytest.approx(uninterrupted["test_perplexity"], rel=1e-6)
+    resumed = ptb_word_lm.train_and_evaluate(config, data_path, save_path=save_path, seed=3)
+    assert timing_free(resumed["history"]) == timing_free(uninterrupted["history"])
+    assert resumed["test_perplexity"] == uninterrupted["test_perplexity"]
 
     # The saved model loads back for evaluation and gives the reported number.
-    model = ptb_word_lm.load_trained_model(TINY, save_path)
+    model = ptb_word_lm.load_trained_model(save_path)
     test_ids = reader.ptb_raw_data(data_path)[2]
     assert ptb_word_lm.evaluate_stream(model, test_ids) == pytest.approx(
         resumed["test_perplexity"], rel=1e-6)
 
 
+def test_other_settings_into_the_same_run_folder_are_refused(tmp_path):
+    data_path = write_tiny_corpus(tmp_path)
+    save_path = tmp_path / "run"
+    ptb_word_lm.train_and_evaluate(dataclasses.replace(TINY, epochs=1), data_path,
+                                   save_path=save_path)
+    with pytest.raises(UserInputError, match=r"other settings \(epochs 1 -> 2\).*--restart"):
+        ptb_word_lm.train_and_evaluate(dataclasses.replace(TINY, epochs=2), data_path,
+                                       save_path=save_path)
+    # --restart with bad data: refused before the old run is touched.
+    with pytest.raises(UserInputError, match="ptb.train.txt: file not found"):
+        ptb_word_lm.train_and_evaluate(dataclasses.replace(TINY, epochs=2), str(tmp_path / "run"),
+                                       save_path=save_path, restart=True)
+    assert len(read_metrics(save_path)["history"]) == 1
+    restarted = ptb_word_lm.train_and_evaluate(dataclasses.replace(TINY, epochs=2), data_path,
+                                               save_path=save_path, restart=True)
+    assert len(restarted["history"]) == 2 and len(read_metrics(save_path)["history"]) == 2
+
+
 def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
     save_path = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}",
-         "--model=test", "--steps_per_epoch=500", f"--save_path={save_path}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = run_module("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",
+                        "--steps_per_epoch=500", f"--save_path={save_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Model 50,040 parameters" in out
     assert "Epoch 1: learning rate 1.000" in out
     assert out.count("| epoch   1 |") == 10  # progress about ten times an epoch
-    metrics = json.loads((save_path / "metrics.json").read_text())
+    metrics = read_metrics(save_path)
     (epoch,) = metrics["history"]
     # Uniform guessing scores 10,000; even 500 windows of the 2-unit model beat it widely.
     assert epoch["valid_perplexity"] < 2000
     assert metrics["test_perplexity"] < 2000
     assert f"Test perplexity: {metrics['test_perplexity']:.2f} (82,429 words" in out
+    assert metrics["tutorial"] == "ptb" and metrics["settings"]["epochs"] == 1
+    # The run folder's model is the batch-1 evaluation model, and gives the same number.
+    test_ids = reader.ptb_raw_data(str(data_dir / "ptb"))[2]
+    model = ptb_word_lm.load_trained_model(save_path)
+    assert ptb_word_lm.evaluate_stream(model, test_ids) == pytest.approx(
+        metrics["test_perplexity"], rel=1e-6)
+
+    # The same folder with other settings: refused in one line, naming them.
+    assert_one_line_error(
+        run_module("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",
+                   "--steps_per_epoch=500", "--epochs=2", f"--save_path={save_path}"),
+        "holds a run with other settings (epochs 1 -> 2)")
+
+
+def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(data_dir, tmp_path):
+    """A real stop: SIGKILL after the first epoch's checkpoint, then the same command."""
+    def command(save_path):
+        return module_command("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}",
+                              "--model=test", "--steps_per_epoch=60", "--epochs=4",
+                              f"--save_path={save_path}")
+    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=4)
+    assert killed["test_perplexity"] == whole["test_perplexity"]

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from common import strategy as strategy_lib
+from common.cli import UserInputError
 from tests.conftest import ROOT
 
 GPUS = tf.config.list_logical_devices("GPU")
@@ -56,6 +57,7 @@ import common, json, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from common import strategy as strategy_lib
+from common.cli import UserInputError
 strategy = strategy_lib.strategy_for_devices([d.name for d in tf.config.list_logical_devices("CPU")])
 ids = strategy.run(lambda: tf.distribute.get_replica_context().replica_id_in_sync_group + 1)
 total = strategy.reduce("SUM", ids, axis=None)
@@ -76,6 +78,7 @@ def test_tf_config_with_two_workers_gives_multi_worker_strategy():
     code = """
 import common, json, tensorflow as tf
 from common import strategy as strategy_lib
+from common.cli import UserInputError
 strategy = strategy_lib.get_strategy()
 ones = strategy.run(lambda: tf.constant(1.0))
 print(json.dumps([isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
@@ -92,9 +95,16 @@ print(json.dumps([isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy
         assert json.loads(out.splitlines()[-1]) == [True, 2, 2.0]
 
 
-def test_bad_tf_config_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+@pytest.mark.parametrize("tf_config", [
+    "{not json",
+    '{"task": {"type": "worker", "index": 0}}',  # no cluster
+    '{"cluster": {"worker": ["localhost:1", "localhost:2"]}}',  # no task for this process
+    '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": "worker", "index": 2}}',
+])
+def test_malformed_tf_config_is_a_clear_error(monkeypatch, tf_config):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(UserInputError, match=r"TF_CONFIG=.*: not valid JSON with a 'cluster' "
+                                              r"and this process's 'task'"):
         strategy_lib.get_strategy()
 
 

@@ -1,0 +1,366 @@
+"""One run folder per run: what every trainer writes, and what resuming needs.
+
+    runs/ptb/small/                  (--save_path)
+        settings.json     the settings the run was started with
+        checkpoint/       the training state after the last completed epoch
+        metrics.json      {"tutorial", "settings", "machine", "history": [per epoch],
+                           then the test metrics ("test_perplexity" or "test_accuracy", ...)}
+        history.csv       the same per-epoch history as a table
+        model.keras       the final model
+        *.png             figures
+
+The same command again resumes after the last completed epoch and ends with
+exactly the numbers of an uninterrupted run: the checkpoint holds the weights,
+the optimizer, every random stream the model draws from (Keras' seed
+generators: dropout masks) and the epoch count, and the trainers derive their
+shuffling from (seed, epoch), so nothing restarts. Other settings into the same
+folder are refused, naming them. Every file is written atomically: to a
+temporary name first, then renamed, so a crash never leaves half a file.
+"""
+
+import contextlib
+import csv
+import io
+import json
+import os
+import pathlib
+import platform
+import shutil
+import sys
+import time
+
+import keras
+import tensorflow as tf
+
+from common.cli import UserInputError
+
+SETTINGS = "settings.json"
+METRICS = "metrics.json"
+
+
+# ----------------------------------------------------------------------------
+# Atomic files
+
+
+def atomic_write(path, write):
+    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX)."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same suffix, so that writers that pick a format by suffix (Keras, matplotlib) agree.
+    partial = path.with_name(f".partial-{path.name}")
+    write(partial)
+    os.replace(partial, path)
+
+
+def write_text(path, text):
+    atomic_write(path, lambda partial: partial.write_text(text))
+
+
+def write_json(path, data):
+    write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def save_figure(figure, path):
+    atomic_write(path, lambda partial: figure.savefig(partial, dpi=100))
+
+
+def save_model(model, path):
+    atomic_write(path, lambda partial: model.save(partial))
+
+
+# ----------------------------------------------------------------------------
+# The run folder
+
+
+class RunFolder:
+    """The folder of one run, guarded against mixing two runs' settings.
+
+    settings: a JSON-able dict (the trainer's config and its data). A folder that
+    holds a run with other settings is refused; restart=True deletes that run,
+    but only in `begin()`, once the new run's data and model are ready, so that
+    a typo in another flag never costs the old run.
+    """
+
+    def __init__(self, path, tutorial, settings, restart=False):
+        self.path = pathlib.Path(path)
+        self.tutorial = tutorial
+        self.settings = json.loads(json.dumps(settings))  # tuples -> lists, as stored
+        _check_writable(self.path)
+        saved = saved_settings(self.path, tutorial)
+        self.restart = restart and saved is not None
+        if saved is not None and saved != self.settings and not restart:
+            raise UserInputError(
+                f"--save_path={self.path}: holds a run with other settings "
+                f"({_differences(saved, self.settings)}); use a new --save_path, or "
+                "--restart to delete that run and start over")
+
+    def begin(self):
+        """Deletes the old run on --restart, then records settings.json.
+
+        Called once the data and model are ready to train: a folder holds a run
+        once something of it is saved, not when bad input stopped it early.
+        """
+        if self.restart:
+            shutil.rmtree(self.path)
+            self.restart = False
+        if not self.file(SETTINGS).is_file():
+            write_json(self.file(SETTINGS), dict(tutorial=self.tutorial, settings=self.settings))
+
+    def file(self, name):
+        return self.path / name
+
+    def read_metrics(self):
+        """metrics.json as a dict; {} before the first epoch ends."""
+        try:
+            return json.loads(self.file(METRICS).read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise UserInputError(f"{self.file(METRICS)}: unreadable; use --restart")
+
+    def write_metrics(self, history, **results):
+        """metrics.json (history and results, one schema for all tutorials), history.csv."""
+        self.begin()
+        write_json(self.file(METRICS), dict(
+            tutorial=self.tutorial, settings=self.settings, machine=describe_machine(),
+            history=history, **results))
+        write_text(self.file("history.csv"), history_as_csv(history))
+
+
+def saved_settings(path, tutorial):
+    """The settings of the `tutorial` run in folder `path`; None for a new or empty folder."""
+    path = pathlib.Path(path)
+    settings_file = path / SETTINGS
+    if not settings_file.is_file():
+        leftovers = [p for p in path.iterdir() if not p.name.startswith(".partial-")] if (
+            path.is_dir()) else []
+        if path.exists() and (not path.is_dir() or leftovers):
+            raise UserInputError(f"--save_path={path}: exists and is not a run folder (no "
+                                 f"{SETTINGS}); choose a new or empty folder")
+        return None
+    try:
+        saved = json.loads(settings_file.read_text())
+        saved_tutorial, settings = saved["tutorial"], saved["settings"]
+    except (ValueError, KeyError, TypeError, OSError):
+        raise UserInputError(f"{settings_file}: unreadable; delete the run folder "
+                             "or use a new --save_path")
+    if saved_tutorial != tutorial:
+        raise UserInputError(f"--save_path={path}: holds a {saved_tutorial} run, not "
+                             f"{tutorial}; use a new --save_path")
+    return settings
+
+
+def _check_writable(path):
+    """A UserInputError now, rather than an OSError after an epoch of training."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not (existing.is_dir() or existing == path) or not os.access(existing, os.W_OK):
+        raise UserInputError(f"--save_path={path}: cannot write there ({existing} is not a "
+                             "writable folder); choose another --save_path")
+
+
+def open_run(save_path, tutorial, settings, restart=False):
+    """The RunFolder at save_path, or None when save_path is None (nothing saved)."""
+    return RunFolder(save_path, tutorial, settings, restart) if save_path else None
+
+
+def data_setting(data_path):
+    """How settings.json records the data: its absolute path, or None (downloaded)."""
+    return os.path.abspath(data_path) if data_path else None
+
+
+def history_as_csv(history):
+    columns = list(dict.fromkeys(key for epoch in history for key in epoch))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return text.getvalue()
+
+
+def _differences(saved, wanted):
+    names = sorted(set(saved) | set(wanted))
+    return ", ".join(f"{name} {saved.get(name)!r} -> {wanted.get(name)!r}"
+                     for name in names if saved.get(name) != wanted.get(name))
+
+
+# ----------------------------------------------------------------------------
+# The training state: everything an exact resume needs
+
+
+class TrainingState:
+    """Weights, optimizer, random streams and epochs done, in `run/checkpoint/`.
+
+    Why not Keras' BackupAndRestore: it saves weights and optimizer but not the
+    seed generators, so dropout masks restart after a resume (without them the
+    resume tests in tests/test_mnist_lstm.py fail). tf.train.Checkpoint(model=...)
+    saves a Keras 3 model's weights only through the optimizer and misses the
+    seed generators too, so the model's variables are listed explicitly. `extra` adds
+    other variables (e.g. a weight average). The best model and the history are
+    written by BestModel and EpochCheckpoint below, atomically, where Keras'
+    ModelCheckpoint and CSVLogger write in place.
+    """
+
+    def __init__(self, run, model, extra=None):
+        self.run = run
+        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            model_variables=list(model.variables), optimizer=model.optimizer,
+            epochs_done=self.epochs_done, **(extra or {}))
+        self.manager = None
+
+    def restore(self):
+        """Loads the latest checkpoint, if any; returns the number of epochs done.
+
+        Call after `run.begin()`: the manager reads the folder as it is then
+        (after a --restart, empty).
+        """
+        if self.run:
+            self.manager = tf.train.CheckpointManager(
+                self.checkpoint, self.run.file("checkpoint"), max_to_keep=1)
+        latest = self.manager and self.manager.latest_checkpoint
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as error:
+                raise UserInputError(
+                    f"{latest}: cannot resume from it ({type(error).__name__}); it is damaged "
+                    "or from another version; use --restart to start over")
+        return int(self.epochs_done)
+
+    def save(self, epochs_done):
+        self.epochs_done.assign(epochs_done)
+        if self.manager:
+            self.manager.save()  # "latest" moves to the new checkpoint once it is complete
+
+
+def resume(run, state):
+    """(epochs done, their history) of the run in the folder; (0, []) for a new one.
+
+    The history is cut to the checkpoint's epochs: metrics.json is written just
+    before the checkpoint, so after a crash between the two it is one ahead.
+    """
+    if run:
+        run.begin()  # on --restart, the old run goes here, before anything is restored
+    epochs_done = state.restore()
+    history = run.read_metrics().get("history", [])[:epochs_done] if run else []
+    if epochs_done:
+        print(f"Resuming {run.path} after epoch {epochs_done}.", flush=True)
+    return epochs_done, history
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Records each epoch (history in metrics.json, then the training state).
+
+    List it last, so that it records what the other callbacks did at the epoch's
+    end. `training_weights`: a context manager that puts the weights training
+    goes on from into the model while the state is saved (when a callback has
+    swapped in averaged weights).
+    """
+
+    def __init__(self, run, state, history, training_weights=contextlib.nullcontext):
+        super().__init__()
+        self.run, self.state, self.history = run, state, history
+        self.training_weights = training_weights
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.history.append(dict(epoch=epoch + 1, **{k: float(v) for k, v in logs.items()}))
+        if self.run:
+            self.run.write_metrics(self.history)
+        with self.training_weights():
+            self.state.save(epoch + 1)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `seconds` (wall time of the epoch, validation included) to its logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["seconds"] = time.perf_counter() - self.start
+
+
+class BestModel(keras.callbacks.Callback):
+    """Keeps the weights of the epoch where `monitor` was best (higher is better),
+    in `weights` and, given a `path`, as a saved model there.
+
+    `history`: the epochs before this fit call (a resumed run), so that the best
+    so far is remembered across a restart (its weights are then in `path`).
+    """
+
+    def __init__(self, path, monitor, history=()):
+        super().__init__()
+        self.path, self.monitor, self.weights = path, monitor, None
+        self.best = max((epoch[monitor] for epoch in history), default=float("-inf"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs[self.monitor] > self.best:
+            self.best = logs[self.monitor]
+            self.weights = self.model.get_weights()
+            if self.path:
+                save_model(self.model, self.path)
+
+
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping (higher `monitor` is better), resumable: it takes up
+    its count of epochs without improvement from the epochs run before a restart."""
+
+    def __init__(self, monitor, patience, history=()):
+        super().__init__(monitor=monitor, mode="max", patience=patience)
+        self.previous = [epoch[monitor] for epoch in history]
+
+    def stopped_before(self):
+        """True when the epochs run before a restart had already ended training:
+        as Keras decides, after a second or later epoch that did not improve."""
+        if len(self.previous) < 2:
+            return False
+        best_index = max(range(len(self.previous)), key=self.previous.__getitem__)
+        epochs_since_best = len(self.previous) - 1 - best_index
+        return epochs_since_best > 0 and epochs_since_best >= self.patience
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.previous:
+            best_index = max(range(len(self.previous)), key=self.previous.__getitem__)
+            self.best, self.best_epoch = self.previous[best_index], best_index
+            self.wait = len(self.previous) - 1 - best_index
+
+
+# ----------------------------------------------------------------------------
+# Output and the machine
+
+
+def progress_verbosity():
+    """Keras' progress bar on a terminal; one line per epoch in a log file or pipe."""
+    return 1 if sys.stdout.isatty() else 2
+
+
+def describe_cpu():
+    """The CPU model and its widest vector extension, e.g. 'AMD EPYC (AVX2, no AVX-512)'."""
+    model, cpu_flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    cpu_flags = set(value.split())
+                if model and cpu_flags:
+                    break
+    except OSError:  # not Linux: the model name from platform is all there is
+        return model
+    if "avx512f" in cpu_flags:
+        extensions = "AVX-512"
+    elif "avx2" in cpu_flags:
+        extensions = "AVX2, no AVX-512"
+    else:
+        extensions = "no AVX2"
+    return f"{model} ({extensions})"
+
+
+def describe_machine():
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"{describe_cpu()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
