@@ -255,7 +255,7 @@ def main(argv):
     config = ptb_word_lm.PRESETS[FLAGS.model]
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
     keras.utils.set_random_seed(FLAGS.seed)
-    device = "GPU" if strategy.extended.worker_devices[0].find("GPU") >= 0 else "CPU"
+    device = "GPU" if tf.config.list_logical_devices("GPU") and FLAGS.num_gpus != 0 else "CPU"
     print(f"machine: {run_lib.describe_machine()}; TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
     peak = matmul_peak_gflops()

@@ -113,3 +113,12 @@ def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(data_dir, tmp_path)
                               f"--save_path={save_path}")
     whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=4)
     assert killed["test_perplexity"] == whole["test_perplexity"]
+
+
+def test_benchmark_prints_the_machine_and_its_speed_line():
+    result = run_module("ptb.benchmark", "--model=test", "--steps=5", "--calls=1",
+                        "--eval_words=300", "--nocompare_plain")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "machine: " in result.stdout and "cores; TensorFlow" in result.stdout
+    assert "train (this package): " in result.stdout and " words/s best, " in result.stdout
+    assert "eval (batch 1 stream): " in result.stdout
