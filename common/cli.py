@@ -30,7 +30,7 @@ class UserInputError(ValueError):
 
 
 def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_help=None,
-                     max_examples=False, restart=True):
+                     max_examples=False):
     """The flags every tutorial shares, with the same names and meanings everywhere.
 
     default_run_folder: what an unset --save_path means, for the help text (the
@@ -43,9 +43,8 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
                         "The run folder: checkpoints, the final model, settings.json, "
                         "metrics.json, history and figures; the same command again resumes "
                         f"after the last completed epoch (default: {default_run_folder}).")
-    if restart:
-        flags.DEFINE_bool("restart", False, "Delete the run already in --save_path and start "
-                          "over (needed to run other settings into the same folder).")
+    flags.DEFINE_bool("restart", False, "Delete the run already in --save_path and start "
+                      "over (needed to run other settings into the same folder).")
     flags.DEFINE_integer("epochs", epochs_default, epochs_help or "Number of epochs.")
     flags.DEFINE_integer("seed", 0, "Random seed: initial weights, shuffling and dropout.",
                          lower_bound=0, upper_bound=2**32 - 1)

@@ -309,23 +309,25 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
 
     def __init__(self, monitor, patience, history=()):
         super().__init__(monitor=monitor, mode="max", patience=patience)
-        self.previous = [epoch[monitor] for epoch in history]
+        previous = [epoch[monitor] for epoch in history]
+        self.previous_best_index = (max(range(len(previous)), key=previous.__getitem__)
+                                    if previous else None)
+        self.previous = previous
 
     def stopped_before(self):
         """True when the epochs run before a restart had already ended training:
         as Keras decides, after a second or later epoch that did not improve."""
         if len(self.previous) < 2:
             return False
-        best_index = max(range(len(self.previous)), key=self.previous.__getitem__)
-        epochs_since_best = len(self.previous) - 1 - best_index
+        epochs_since_best = len(self.previous) - 1 - self.previous_best_index
         return epochs_since_best > 0 and epochs_since_best >= self.patience
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self.previous:
-            best_index = max(range(len(self.previous)), key=self.previous.__getitem__)
-            self.best, self.best_epoch = self.previous[best_index], best_index
-            self.wait = len(self.previous) - 1 - best_index
+            self.best_epoch = self.previous_best_index
+            self.best = self.previous[self.best_epoch]
+            self.wait = len(self.previous) - 1 - self.best_epoch
 
 
 # ----------------------------------------------------------------------------
