@@ -1,6 +1,7 @@
 """The command line shared by every entry point: the same flags, one error path.
 
     cli.define_run_flags(...)   --data_path --save_path --restart --epochs --seed --num_gpus
+                                --mixed_precision
     cli.run(main)               like absl.app.run, but any bad input ends in one line
 
 Bad input (a file, a folder, a flag value, an unknown flag, stray arguments, more
@@ -48,7 +49,10 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
     flags.DEFINE_integer("epochs", epochs_default, epochs_help or "Number of epochs.")
     flags.DEFINE_integer("seed", 0, "Random seed: initial weights, shuffling and dropout.",
                          lower_bound=0, upper_bound=2**32 - 1)
-    flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
+    flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only. "
+                         "Several workers: set TF_CONFIG (README, Scaling up).")
+    flags.DEFINE_bool("mixed_precision", False, "Compute in float16 on GPUs (with loss "
+                      "scaling), bfloat16 on CPUs; weights, logits and losses stay float32.")
     if max_examples:
         flags.DEFINE_integer("max_examples", None, "Quick runs: only the first N training "
                              "and N test examples.")

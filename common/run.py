@@ -16,8 +16,15 @@ generators: dropout masks) and the epoch count, and the trainers derive their
 shuffling from (seed, epoch), so nothing restarts. Other settings into the same
 folder are refused, naming them. Every file is written atomically: to a
 temporary name first, then renamed, so a crash never leaves half a file.
+
+Under several workers (MultiWorkerMirroredStrategy) only the chief writes the
+run folder. The other workers write the same files into a scratch folder of
+their own, removed when they exit: TensorFlow advises that every worker save,
+since saving can take part in collective operations. To resume, every worker
+reads the chief's folder, which must then be on a filesystem all of them see.
 """
 
+import atexit
 import contextlib
 import csv
 import io
@@ -27,6 +34,7 @@ import pathlib
 import platform
 import shutil
 import sys
+import tempfile
 import time
 
 import keras
@@ -81,8 +89,10 @@ class RunFolder:
     a typo in another flag never costs the old run.
     """
 
-    def __init__(self, path, tutorial, settings, restart=False):
+    def __init__(self, path, tutorial, settings, restart=False, strategy=None):
         self.path = pathlib.Path(path)
+        self.resume_from = self.path  # another worker's folder resumes from the chief's
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.tutorial = tutorial
         self.settings = json.loads(json.dumps(settings))  # tuples -> lists, as stored
         _check_writable(self.path)
@@ -110,20 +120,22 @@ class RunFolder:
         return self.path / name
 
     def read_metrics(self):
-        """metrics.json as a dict; {} before the first epoch ends."""
+        """metrics.json of the run to resume, as a dict; {} before the first epoch ends."""
+        path = self.resume_from / METRICS
         try:
-            return json.loads(self.file(METRICS).read_text())
+            return json.loads(path.read_text())
         except FileNotFoundError:
             return {}
         except ValueError:
-            raise UserInputError(f"{self.file(METRICS)}: unreadable; use --restart")
+            raise UserInputError(f"{path}: unreadable; use --restart")
 
     def write_metrics(self, history, **results):
         """metrics.json (history and results, one schema for all tutorials), history.csv."""
         self.begin()
-        write_json(self.file(METRICS), dict(
-            tutorial=self.tutorial, settings=self.settings, machine=describe_machine(),
-            history=history, **results))
+        metrics = dict(tutorial=self.tutorial, settings=self.settings,
+                       machine=describe_machine(), replicas=self.strategy.num_replicas_in_sync,
+                       history=history)
+        write_json(self.file(METRICS), {**metrics, **results})
         write_text(self.file("history.csv"), history_as_csv(history))
 
 
@@ -160,9 +172,31 @@ def _check_writable(path):
                              "writable folder); choose another --save_path")
 
 
-def open_run(save_path, tutorial, settings, restart=False):
-    """The RunFolder at save_path, or None when save_path is None (nothing saved)."""
-    return RunFolder(save_path, tutorial, settings, restart) if save_path else None
+def open_run(save_path, tutorial, settings, restart=False, strategy=None):
+    """The RunFolder at save_path, or None when save_path is None (nothing saved).
+
+    On a worker other than the chief, a scratch folder that resumes from
+    save_path (see the module docstring).
+    """
+    if not save_path:
+        return None
+    # Part of the settings: a run goes on in the precision it started in.
+    settings = dict(settings, dtype_policy=keras.mixed_precision.global_policy().name)
+    strategy = strategy or tf.distribute.get_strategy()
+    if strategy.extended.should_checkpoint:  # the chief, or the only process
+        return RunFolder(save_path, tutorial, settings, restart, strategy)
+    scratch = tempfile.mkdtemp(prefix=f"{tutorial}-worker-")
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    run = RunFolder(scratch, tutorial, settings, strategy=strategy)
+    run.resume_from = pathlib.Path(save_path)
+    return run
+
+
+def wait_for_all_workers(strategy):
+    """Returns once every worker has called it (a collective sum of ones)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM,
+                        strategy.run(tf.function(lambda: tf.ones([]))), axis=None)
 
 
 def data_setting(data_path):
@@ -213,13 +247,15 @@ class TrainingState:
     def restore(self):
         """Loads the latest checkpoint, if any; returns the number of epochs done.
 
-        Call after `run.begin()`: the manager reads the folder as it is then
-        (after a --restart, empty).
+        Call after `run.begin()`: the folder is read as it is then (after a
+        --restart, empty). Checkpoints restore under any strategy, whatever
+        the number of replicas that wrote them.
         """
+        latest = None
         if self.run:
             self.manager = tf.train.CheckpointManager(
                 self.checkpoint, self.run.file("checkpoint"), max_to_keep=1)
-        latest = self.manager and self.manager.latest_checkpoint
+            latest = tf.train.latest_checkpoint(str(self.run.resume_from / "checkpoint"))
         if latest:
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -243,6 +279,7 @@ def resume(run, state):
     """
     if run:
         run.begin()  # on --restart, the old run goes here, before anything is restored
+        wait_for_all_workers(run.strategy)  # so that none resumes from what the chief deletes
     epochs_done = state.restore()
     history = run.read_metrics().get("history", [])[:epochs_done] if run else []
     if epochs_done:

@@ -29,6 +29,7 @@ import matplotlib.ticker  # noqa: E402
 from common import cli  # noqa: E402
 from common import run as run_lib  # noqa: E402
 from common import strategy as strategy_lib  # noqa: E402
+from common import training  # noqa: E402
 from imdb_sentiment import data  # noqa: E402
 from imdb_sentiment import model as model_lib  # noqa: E402
 from imdb_sentiment import train  # noqa: E402
@@ -141,6 +142,7 @@ def main(argv):
                                  "imdb_sentiment.train for one")
     config = train.config_from_flags()
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    training.use_mixed_precision(FLAGS.mixed_precision)
     save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", "compare")
     compare(config, strategy, save_path, data_path=FLAGS.data_path, restart=FLAGS.restart)
 

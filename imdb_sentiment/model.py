@@ -10,10 +10,11 @@ Parameters (V = vocabulary, E = embedding size, H = units):
     Dense      H + 1                             129
 """
 
-import tensorflow as tf
 import keras
 
+from common import training
 from common.cli import UserInputError
+from common.layers import ReplicaDropout
 
 RNN_LAYERS = {
     "simple_rnn": keras.layers.SimpleRNN,
@@ -30,34 +31,41 @@ def build_model(config):
     x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(inputs)
     # Word dropout (training only, no weights): zeroes whole word vectors, so the
     # model cannot lean on a few telltale words; it overfits less than without.
-    x = keras.layers.Dropout(
+    # (The replicas of a tf.distribute strategy draw masks of their own: common/layers.py.)
+    x = ReplicaDropout(
         config.word_dropout, noise_shape=(None, config.sequence_length, 1), name="word_dropout"
     )(x)
+    # Dropout on the RNN's inputs: one mask for every step, as RNN(dropout=...) does.
+    x = ReplicaDropout(config.dropout, noise_shape=(None, 1, None), name="input_dropout")(x)
     # Default arguments on purpose: tanh/sigmoid, no recurrent_dropout, unroll=False,
     # use_bias=True, GRU reset_after=True keep LSTM and GRU on the cuDNN kernel on a
     # GPU. No mask: padding="pre" puts real words last, and cuDNN would need
     # right-padded masks anyway.
-    x = RNN_LAYERS[config.rnn](config.units, dropout=config.dropout, name=config.rnn)(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="positive_probability")(x)
+    x = RNN_LAYERS[config.rnn](config.units, name=config.rnn)(x)
+    # float32 even under --mixed_precision: the probability and the loss need its range.
+    outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32",
+                                 name="positive_probability")(x)
     return keras.Model(inputs, outputs, name=f"imdb_{config.rnn}")
 
 
+def loss(labels, probabilities):
+    """Binary cross-entropy of each review."""
+    return keras.losses.binary_crossentropy(keras.ops.cast(labels[:, None], "float32"),
+                                            probabilities)
+
+
+def accuracy(labels, probabilities):
+    """1 where the review's more probable class is its label, else 0."""
+    return keras.metrics.binary_accuracy(keras.ops.cast(labels[:, None], "float32"),
+                                         probabilities)
+
+
+METRICS = {"accuracy": accuracy}
+
+
 def compile_model(model, config):
-    """Adam on binary cross-entropy, with accuracy; call inside `strategy.scope()`."""
-    model.compile(
-        # Clipping the global gradient norm keeps SimpleRNN's exploding gradients
-        # (256 steps of tanh) from wrecking Adam's first updates.
-        optimizer=keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
-        # XLA fuses the per-step loop: measured 1.7x faster LSTM epochs on a 2-core
-        # CPU. On a GPU leave it to Keras ("auto"), which keeps the cuDNN kernels;
-        # with several replicas too, as XLA cannot reach another device's variables.
-        jit_compile=True if _one_cpu_replica() else "auto",
-    )
-
-
-def _one_cpu_replica():
-    """True when training runs on the CPU alone, with the strategy in scope."""
-    single = tf.distribute.get_strategy().num_replicas_in_sync == 1
-    return single and not tf.config.list_physical_devices("GPU")
+    """Gives the model its optimizer, Adam; call inside `strategy.scope()`."""
+    # Clipping the global gradient norm keeps SimpleRNN's exploding gradients
+    # (256 steps of tanh) from wrecking Adam's first updates.
+    model.compile(optimizer=keras.optimizers.Adam(
+        config.learning_rate, global_clipnorm=training.global_clipnorm(config.clip_norm)))

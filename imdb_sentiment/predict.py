@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from common import cli
+from common import layers  # noqa: F401  (registers ReplicaDropout, which the saved models use)
 from imdb_sentiment import data
 
 FLAGS = flags.FLAGS

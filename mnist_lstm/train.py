@@ -61,6 +61,8 @@ from common import cli
 from common import data as common_data
 from common import run as run_lib
 from common import strategy as strategy_lib
+from common import training
+from common.layers import ReplicaDropout
 from mnist_lstm import data
 from mnist_lstm import report
 
@@ -90,29 +92,33 @@ def build_model(config):
     """The tutorial's model: LSTM over the 28 rows, last output -> dense softmax.
 
     The LSTM keeps Keras' defaults (tanh / sigmoid, bias, no recurrent dropout,
-    not unrolled) so that on a GPU it runs as one fused cuDNN kernel; dropout on
-    its inputs is applied outside that kernel and keeps it.
+    not unrolled) so that on a GPU it runs as one fused cuDNN kernel. Dropout on
+    its inputs, one mask for all 28 steps (what LSTM(dropout=...) does), comes
+    before it, from a layer whose replicas draw masks of their own (common/layers.py).
     """
     rows = keras.Input(shape=data.IMAGE_SHAPE, name="image_rows")  # [batch, 28 steps, 28]
-    last_output = keras.layers.LSTM(config.units, dropout=config.dropout, name="lstm")(rows)
-    last_output = keras.layers.Dropout(config.dropout, name="dropout")(last_output)
-    probabilities = keras.layers.Dense(data.NUM_CLASSES, activation="softmax", name="classes")(
-        last_output
-    )
+    x = ReplicaDropout(config.dropout, noise_shape=(None, 1, None), name="input_dropout")(rows)
+    last_output = keras.layers.LSTM(config.units, name="lstm")(x)
+    last_output = ReplicaDropout(config.dropout, name="dropout")(last_output)
+    # float32 even under --mixed_precision: the softmax and the loss need its range.
+    probabilities = keras.layers.Dense(data.NUM_CLASSES, activation="softmax", dtype="float32",
+                                       name="classes")(last_output)
     return keras.Model(rows, probabilities, name="mnist_row_lstm")
 
 
+# Cross-entropy per example, and whether its most probable class is the label.
+LOSS = keras.losses.sparse_categorical_crossentropy
+METRICS = {"accuracy": keras.metrics.sparse_categorical_accuracy}
+
+
 def compile_model(model, config, steps_per_epoch):
+    """Gives the model its optimizer, Adam; call inside `strategy.scope()`."""
     learning_rate = config.learning_rate
     if config.cosine_decay:
         # Keyed to the optimizer's step counter, which a resumed run restores.
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
 
 
 def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart=False,
@@ -122,8 +128,9 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
     save_path: the run folder (common/run.py); None keeps nothing on disk.
     Returns the metrics dict that is also written to `metrics.json`.
     """
+    training.check_global_batch(config.batch_size, strategy)
     settings = dict(dataclasses.asdict(config), data_path=run_lib.data_setting(data_path))
-    run = run_lib.open_run(save_path, "mnist_lstm", settings, restart)
+    run = run_lib.open_run(save_path, "mnist_lstm", settings, restart, strategy)
     splits = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
     train_images, train_labels = splits["train"]
@@ -141,20 +148,23 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
     first_epoch, history = run_lib.resume(run, state)
     best = run_lib.BestModel(run and run.file("model.keras"), "val_accuracy", history)
     if first_epoch < config.epochs:
-        model.fit(
+        training.fit(
+            model, strategy,
+            # Shuffled as a function of (seed, epoch), so a resumed run sees the same order.
             data.training_batches(splits["train"], config, first_epoch),
-            validation_data=common_data.in_order(*splits["validation"], config.batch_size),
+            common_data.in_order(*splits["validation"], config.batch_size),
+            loss=LOSS, metrics=METRICS,
             initial_epoch=first_epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-            shuffle=False,  # the batches come shuffled, as a function of (seed, epoch)
             callbacks=[run_lib.EpochTimer(), best, *extra_callbacks,
                        run_lib.EpochCheckpoint(run, state, history)],
             verbose=run_lib.progress_verbosity() if verbose is None else verbose)
 
-    # The test set sees the best epoch's model, read back from where it was saved.
-    if run:
-        model.load_weights(run.file("model.keras"))
-    else:
+    # The test set sees the best epoch's weights: kept by BestModel, or saved by a
+    # run before a restart.
+    if best.weights is not None:
         model.set_weights(best.weights)
+    else:
+        model.load_weights(run.resume_from / "model.keras")
     metrics = report_on_test(model, config, splits["test"], run, strategy)
     best_index = int(np.argmax([epoch["val_accuracy"] for epoch in history]))
     training_seconds = sum(epoch["seconds"] for epoch in history)
@@ -175,7 +185,7 @@ def report_on_test(model, config, test, run=None, strategy=None, name="predictio
     """Predicts the test set once; prints the report, draws `<name>.png` into the run."""
     test_images, test_labels = test
     class_names = data.CLASS_NAMES[config.dataset]
-    probabilities = model.predict(test_images, batch_size=config.batch_size, verbose=0)
+    probabilities = training.predict(model, test_images, config.batch_size)
     metrics = report.metrics_from_predictions(probabilities, test_labels, class_names)
     metrics.update(parameters=model.count_params(),
                    replicas=strategy.num_replicas_in_sync if strategy else 1)
@@ -282,6 +292,7 @@ def main(argv):
     del argv  # cli.run refuses stray arguments
     config = config_from_flags()
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    training.use_mixed_precision(FLAGS.mixed_precision)
     save_path = FLAGS.save_path or os.path.join("runs", "mnist_lstm", config.dataset)
     if FLAGS.evaluate:
         given = [f"--{name}" for name in dataclasses.asdict(config) if FLAGS[name].present]

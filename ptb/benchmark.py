@@ -48,6 +48,7 @@ import tensorflow as tf
 from common import cli
 from common import run as run_lib
 from common import strategy as strategy_lib
+from common import training
 from ptb import ptb_word_lm
 from ptb.window_lstm import WindowLSTM
 
@@ -61,14 +62,31 @@ def flops_per_word(config):
     return 3 * forward
 
 
-def build_trainer(config, plain=False, steps_per_execution=1, seed=0):
-    """The trainer's compiled model; `plain=True` gives the plain Keras stack
-    (keras.layers.LSTM, no XLA, one step per call) for comparison."""
-    if not plain:
-        return ptb_word_lm.build_training_model(config, steps_per_execution, seed=seed)
-    model = ptb_word_lm.build_model(config, num_steps=config.num_steps, seed=seed)
-    ptb_word_lm.compile_for_training(model, config)
-    return model
+def build_trainer(config, strategy, plain=False, seed=0):
+    """(model, train_step, initial_state) as the trainer builds them; `plain=True`
+    gives the plain Keras stack (keras.layers.LSTM, no XLA) for comparison."""
+    if plain:
+        return cpu_variant(config, strategy, window_lstm=False, jit_compile=False, seed=seed)
+    model = ptb_word_lm.build_training_model(config, strategy, seed=seed)
+    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)
+    return model, train_step, initial_state
+
+
+def cpu_variant(config, strategy, window_lstm, jit_compile, seed=0):
+    """The trainer's model and step with each CPU speed-up switched on or off by hand."""
+    model = ptb_word_lm.build_model(config, num_steps=config.num_steps,
+                                    window_lstm=window_lstm, seed=seed)
+    model.compile(optimizer=keras.optimizers.SGD(
+        config.learning_rate, global_clipnorm=training.global_clipnorm(config.max_grad_norm)))
+    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, jit_compile)
+    return model, train_step, initial_state
+
+
+def cpu_variants(config, strategy):
+    """The CPU speed-ups one at a time."""
+    return {f"{'WindowLSTM' if window_lstm else 'keras LSTM'}, XLA {'on' if jit else 'off'}":
+            cpu_variant(config, strategy, window_lstm, jit)
+            for window_lstm, jit in ((False, False), (False, True), (True, False))}
 
 
 def random_windows(config, num_windows, seed=0):
@@ -78,45 +96,36 @@ def random_windows(config, num_windows, seed=0):
     return tf.data.Dataset.from_tensor_slices((ids[0], ids[1])).cache()
 
 
-def training_words_per_second(models, config, steps, calls, warmup_calls=1):
-    """{name: (best, median) words/s} over `calls` fits of `steps` windows each.
+def train_windows(trainer, config, windows):
+    """Trains on `windows` as the trainer's epoch loop does."""
+    _, train_step, initial_state = trainer
+    ptb_word_lm.run_epoch(train_step, initial_state, windows, config)
 
-    The models take turns, call by call, so that the machine's slow phases
-    (docs/RESULTS.md) fall on all of them alike; warm-up fits are not timed.
+
+def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
+    """{name: (best, median) words/s} over `calls` passes over `steps` windows each.
+
+    The trainers take turns, pass by pass, so that the machine's slow phases
+    (docs/RESULTS.md) fall on all of them alike; warm-up passes are not timed.
     """
-    data = random_windows(config, steps)
-    rates = {name: [] for name in models}
+    windows = random_windows(config, steps)
+    rates = {name: [] for name in trainers}
     for call in range(warmup_calls + calls):
-        for name, model in models.items():
-            ptb_word_lm.reset_lstm_states(model)
+        for name, trainer in trainers.items():
             start = time.perf_counter()
-            model.fit(data, epochs=1, verbose=0, shuffle=False)
+            train_windows(trainer, config, windows)
             if call >= warmup_calls:
                 words = steps * config.batch_size * config.num_steps
                 rates[name].append(words / (time.perf_counter() - start))
     return {name: (max(r), float(np.median(r))) for name, r in rates.items()}
 
 
-def cpu_variant(config, steps_per_execution, window_lstm, jit_compile):
-    """The trainer's model with each CPU speed-up switched on or off by hand."""
-    model = ptb_word_lm.build_model(config, num_steps=config.num_steps, window_lstm=window_lstm)
-    ptb_word_lm.compile_for_training(model, config, steps_per_execution, jit_compile)
-    return model
-
-
-def cpu_variants(config, steps_per_execution):
-    """The CPU speed-ups one at a time, each with `steps_per_execution`."""
-    return {f"{'WindowLSTM' if window_lstm else 'keras LSTM'}, XLA {'on' if jit else 'off'}":
-            cpu_variant(config, steps_per_execution, window_lstm, jit)
-            for window_lstm, jit in ((False, False), (False, True), (True, False))}
-
-
 def evaluation_words_per_second(model, config, num_words):
     eval_model = ptb_word_lm.build_eval_model(config, model)
     ids = np.random.default_rng(1).integers(0, config.vocab_size, num_words, dtype=np.int32)
-    ptb_word_lm.evaluate_stream(eval_model, ids[:1000])  # warm-up: traces the step
+    ptb_word_lm.evaluate_stream(eval_model, config, ids[:1000])  # warm-up: traces the step
     start = time.perf_counter()
-    ptb_word_lm.evaluate_stream(eval_model, ids)
+    ptb_word_lm.evaluate_stream(eval_model, config, ids)
     seconds = time.perf_counter() - start
     return (num_words - 1) / seconds, seconds
 
@@ -179,7 +188,7 @@ def step_breakdown(config, repeats=10):
     return milliseconds
 
 
-def operation_profile(model, config, windows=40, top=12):
+def operation_profile(trainer, config, windows=40, top=12):
     """[(operation type, ms per window, calls per window)] of `windows` training
     windows under TensorFlow's profiler, most time first.
 
@@ -192,10 +201,10 @@ def operation_profile(model, config, windows=40, top=12):
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     data = random_windows(config, windows)
-    model.fit(data, epochs=1, verbose=0, shuffle=False)  # warm-up: traces and compiles
+    train_windows(trainer, config, data)  # warm-up: traces and compiles
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        model.fit(data, epochs=1, verbose=0, shuffle=False)
+        train_windows(trainer, config, data)
         tf.profiler.experimental.stop()
         (trace,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
         space = xplane_pb2.XSpace.FromString(open(trace, "rb").read())
@@ -235,8 +244,9 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Random seed: initial weights and the random word ids.",
                          lower_bound=0, upper_bound=2**32 - 1)
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
-    flags.DEFINE_integer("steps", 200, "Training windows per timed call.")
-    flags.DEFINE_integer("calls", 3, "Timed calls (the best and the median are reported).")
+    flags.DEFINE_bool("mixed_precision", False, "float16 on GPUs, bfloat16 on CPUs.")
+    flags.DEFINE_integer("steps", 200, "Training windows per timed pass.")
+    flags.DEFINE_integer("calls", 3, "Timed passes (the best and the median are reported).")
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
                          "(default: the size of the PTB test set); 0 skips evaluation.")
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
@@ -254,6 +264,7 @@ def main(argv):
     cli.check_at_least("eval_words", 0)
     config = ptb_word_lm.PRESETS[FLAGS.model]
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    training.use_mixed_precision(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.seed)
     device = "GPU" if tf.config.list_logical_devices("GPU") and FLAGS.num_gpus != 0 else "CPU"
     print(f"machine: {run_lib.describe_machine()}; TensorFlow {tf.__version__}, "
@@ -270,9 +281,9 @@ def main(argv):
 
     if FLAGS.profile:
         # This package's path without XLA: under XLA the step is one opaque cluster.
-        window_lstm = cpu_variant(config, 40, window_lstm=ptb_word_lm.cpu_only(),
+        window_lstm = cpu_variant(config, strategy, window_lstm=ptb_word_lm.cpu_only(),
                                   jit_compile=False)
-        for name, profiled in (("plain Keras", build_trainer(config, plain=True)),
+        for name, profiled in (("plain Keras", build_trainer(config, strategy, plain=True)),
                                ("WindowLSTM where it applies, XLA off", window_lstm)):
             print(f"profile ({name}), summed over threads, per window:")
             rows = operation_profile(profiled, config)
@@ -282,14 +293,14 @@ def main(argv):
                 print("  (no operations on the executor's threads to show)")
 
     with strategy.scope():
-        model = build_trainer(config, steps_per_execution=FLAGS.steps, seed=FLAGS.seed)
-        models = {"this package": model}
+        trainers = {"this package": build_trainer(config, strategy, seed=FLAGS.seed)}
         if FLAGS.compare_plain:
-            models["plain Keras"] = build_trainer(config, plain=True, seed=FLAGS.seed)
+            trainers["plain Keras"] = build_trainer(config, strategy, plain=True, seed=FLAGS.seed)
         if FLAGS.variants:
-            models.update(cpu_variants(config, FLAGS.steps))
+            trainers.update(cpu_variants(config, strategy))
+    model = trainers["this package"][0]
     print(f"parameters: {model.count_params():,}")
-    rates = training_words_per_second(models, config, FLAGS.steps, FLAGS.calls)
+    rates = training_words_per_second(trainers, config, FLAGS.steps, FLAGS.calls)
     best = rates["this package"][0]
     for name, (name_best, name_median) in rates.items():
         achieved = name_best * per_word / 1e9

@@ -47,6 +47,8 @@ import tensorflow as tf
 from common import cli
 from common import run as run_lib
 from common import strategy as strategy_lib
+from common import training
+from common.layers import ReplicaDropout
 from ptb import reader
 from ptb.window_lstm import WindowLSTM
 
@@ -138,95 +140,176 @@ def cpu_only():
     return not tf.config.list_logical_devices("GPU")
 
 
-def build_model(config, batch_size=None, num_steps=None, window_lstm=False, seed=0):
-    """The tutorial's network as a stateful Keras model that outputs logits.
+def build_model(config, num_steps=None, window_lstm=False, seed=0):
+    """The tutorial's network as a Keras model that takes the LSTM state in and gives it back.
 
-    embedding -> dropout -> [LSTM -> dropout] x num_layers -> dense over the vocabulary
+        [words, state] -> embedding -> dropout -> [LSTM -> dropout] x num_layers
+                       -> dense over the vocabulary -> [logits, final state]
 
-    The LSTM state is kept between calls (stateful=True), so consecutive windows
-    of each stream continue where the previous one stopped; reset it with
-    `reset_lstm_states`. `num_steps=None` accepts windows of any length.
-    `window_lstm=True` uses the CPU-only `WindowLSTM` (same weights, same
-    function, faster on a CPU; needs `num_steps`) instead of keras.layers.LSTM.
+    `state` is a list of 2 * num_layers tensors [batch, hidden_size] (each
+    layer's h, then c; `zero_state` makes a fresh one). The training loop
+    carries the final state of one window into the next, as the tutorial fed
+    `final_state` back through its `feed_dict`; nothing is kept inside the
+    model, so one model serves any batch size and any number of replicas.
+    `num_steps=None` accepts windows of any length. `window_lstm=True` uses the
+    CPU-only `WindowLSTM` (same weights, same function, faster on a CPU; needs
+    `num_steps`) instead of keras.layers.LSTM.
     """
     init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale, seed=seed)
     dropout_rate = 1.0 - config.keep_prob
-    words = keras.Input(shape=(num_steps,), batch_size=batch_size or config.batch_size,
-                        dtype="int32", name="words")
+    words = keras.Input(shape=(num_steps,), dtype="int32", name="words")
+    state = [keras.Input(shape=(config.hidden_size,), name=f"lstm_{layer}_{part}")
+             for layer in range(config.num_layers) for part in ("h", "c")]
     x = keras.layers.Embedding(config.vocab_size, config.hidden_size,
                                embeddings_initializer=init, name="embedding")(words)
     # A Dropout layer on [batch, time, units] draws a fresh mask for every time
-    # step, as the tutorial does (LSTM(dropout=...) would reuse one mask).
-    x = keras.layers.Dropout(dropout_rate, seed=seed + 1)(x)
+    # step, as the tutorial does (LSTM(dropout=...) would reuse one mask); the
+    # replicas draw masks of their own (common/layers.py).
+    x = ReplicaDropout(dropout_rate, seed=seed + 1)(x)
     lstm = WindowLSTM if window_lstm else keras.layers.LSTM
+    final_state = []
     for layer in range(config.num_layers):
-        x = lstm(
-            config.hidden_size, return_sequences=True, stateful=True,
+        x, h, c = lstm(
+            config.hidden_size, return_sequences=True, return_state=True,
             kernel_initializer=init, recurrent_initializer=init,
             # The tutorial's BasicLSTMCell: zero biases, forget_bias=0.0.
             bias_initializer="zeros", unit_forget_bias=False,
-            name=f"lstm_{layer}")(x)
-        x = keras.layers.Dropout(dropout_rate, seed=seed + 2 + layer)(x)
+            name=f"lstm_{layer}")(x, initial_state=state[2 * layer:2 * layer + 2])
+        final_state += [h, c]
+        x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer)(x)
+    # float32 even under --mixed_precision: the softmax over 10,000 words needs its range.
     logits = keras.layers.Dense(config.vocab_size, kernel_initializer=init,
-                                bias_initializer=init, name="softmax")(x)
-    return keras.Model(words, logits, name="ptb_lstm")
+                                bias_initializer=init, dtype="float32", name="softmax")(x)
+    return keras.Model([words, *state], [logits, *final_state], name="ptb_lstm")
 
 
-def reset_lstm_states(model):
-    """Zero the carried LSTM state (keras.Model has no reset_states in Keras 3)."""
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.LSTM):
-            layer.reset_state()
+def zero_state(config, batch_size):
+    """The state every epoch (and the test stream) starts from."""
+    return [tf.zeros([batch_size, config.hidden_size]) for _ in range(2 * config.num_layers)]
 
 
 @keras.saving.register_keras_serializable(package="ptb")
 def sequence_loss(targets, logits):
     """Cross-entropy summed over the window's time steps, per stream.
 
-    Keras then averages over the batch, which gives the tutorial's loss
-    (sequence_loss with average_across_timesteps=False). A per-word mean at the
-    same learning rate would make every step num_steps times smaller: training
-    is then that much slower and ends far above the tutorial's perplexities.
+    The mean of this over the batch is the tutorial's loss (sequence_loss with
+    average_across_timesteps=False). A per-word mean at the same learning rate
+    would make every step num_steps times smaller: training is then that much
+    slower and ends far above the tutorial's perplexities.
     """
     per_word = keras.losses.sparse_categorical_crossentropy(
         targets, keras.ops.cast(logits, "float32"), from_logits=True)
     return keras.ops.sum(per_word, axis=-1)
 
 
-def compile_for_training(model, config, steps_per_execution=1, jit_compile=False):
-    model.compile(
-        # global_clipnorm is tf.clip_by_global_norm (clipnorm would clip each
-        # variable on its own).
-        optimizer=keras.optimizers.SGD(config.learning_rate, global_clipnorm=config.max_grad_norm),
-        loss=sequence_loss,
-        # Several windows per call of the compiled step: Keras' Python work
-        # between calls dominates tiny models (it took the `test` preset from
-        # ~6,000 to ~10,000 words/s here); for `small` see docs/RESULTS.md.
-        steps_per_execution=steps_per_execution,
-        jit_compile=jit_compile,  # see cpu_only()
-    )
+def uses_cpu_speedups(strategy):
+    """WindowLSTM and XLA (see cpu_only) on one CPU replica only: with several
+    replicas the step reads variables mirrored on other devices, which XLA
+    cannot reach, so there the model is the plain Keras one."""
+    return cpu_only() and strategy.num_replicas_in_sync == 1
 
 
-def build_training_model(config, steps_per_execution=1, seed=0, replicas=1):
-    """The trainer's compiled model; with the CPU speed-ups where they apply.
+def build_training_model(config, strategy, seed=0):
+    """The trainer's model with its optimizer; call inside `strategy.scope()`.
 
-    Those (see cpu_only) were measured on one device only, so several replicas
-    get the plain Keras model.
+    Plain SGD with the tutorial's clipping of the whole batch's gradient to one
+    global norm (training.apply_gradients explains the division).
     """
-    cpu_speedups = cpu_only() and replicas == 1
-    model = build_model(config, num_steps=config.num_steps, window_lstm=cpu_speedups, seed=seed)
-    compile_for_training(model, config, steps_per_execution=steps_per_execution,
-                         jit_compile=cpu_speedups)
+    model = build_model(config, num_steps=config.num_steps,
+                        window_lstm=uses_cpu_speedups(strategy), seed=seed)
+    model.compile(optimizer=keras.optimizers.SGD(
+        config.learning_rate, global_clipnorm=training.global_clipnorm(config.max_grad_norm)))
     return model
+
+
+# ----------------------------------------------------------------------------
+# Training and evaluation steps
+
+
+def make_steps(model, config, strategy, jit_compile=None):
+    """The compiled training and validation steps for one window.
+
+        loss, state = train_step(inputs, targets, state)
+
+    `inputs` and `targets` are the whole window [batch_size, num_steps];
+    `state` is what the previous call returned (`initial_state` at an epoch's
+    start); `loss` is the window's loss summed over time steps and averaged
+    over the batch, as the tutorial's `cost`.
+
+    With several replicas each one trains on its own block of the window's rows
+    (streams), always the same block: replica r takes rows r*n .. r*n + n - 1
+    of every window (n = batch_size / replicas), so the state it returns, and
+    gets back with the next window, belongs to the streams it reads. The state
+    lives on the replicas (a PerReplica value); each replica's gradient joins
+    the others' before the update (training.apply_gradients).
+
+    jit_compile: XLA or not; None decides by `uses_cpu_speedups`.
+    """
+    if jit_compile is None:
+        jit_compile = uses_cpu_speedups(strategy)
+    rows_per_replica = config.batch_size // strategy.num_replicas_in_sync
+
+    def replica_rows(window):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return window[replica * rows_per_replica:(replica + 1) * rows_per_replica]
+
+    def replica_loss(inputs, targets, state, training):
+        logits, *state = model([replica_rows(inputs), *state], training=training)
+        return tf.reduce_sum(sequence_loss(replica_rows(targets), logits)) / config.batch_size, state
+
+    def replica_train_step(inputs, targets, state):
+        optimizer = model.optimizer
+        with tf.GradientTape() as tape:
+            loss, state = replica_loss(inputs, targets, state, training=True)
+            scaled_loss = optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        variables = model.trainable_variables
+        training.apply_gradients(optimizer, tape.gradient(scaled_loss, variables), variables)
+        return loss, state
+
+    def replica_eval_step(inputs, targets, state):
+        return replica_loss(inputs, targets, state, training=False)
+
+    def distributed(replica_step):
+        replica_step = tf.function(replica_step, jit_compile=jit_compile)
+
+        @tf.function
+        def step(inputs, targets, state):
+            loss, state = strategy.run(replica_step, args=(inputs, targets, state))
+            return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), state
+        return step
+
+    def initial_state():
+        return strategy.run(tf.function(lambda: zero_state(config, rows_per_replica)))
+
+    return distributed(replica_train_step), distributed(replica_eval_step), initial_state
+
+
+def run_epoch(step, initial_state, windows, config, progress=None):
+    """Runs `step` over every window of an epoch; returns the loss per word.
+
+    The tutorial's run_epoch: the state starts at zero and each window's final
+    state is the next window's initial state. `progress(windows_done, loss_per_word)`
+    is called about ten times.
+    """
+    state = initial_state()
+    total_loss, num_windows = 0.0, int(windows.cardinality())
+    report_every = max(num_windows // 10, 1)
+    for window, (inputs, targets) in enumerate(windows):
+        loss, state = step(inputs, targets, state)
+        total_loss += loss
+        if progress and (window + 1) % report_every == 0:
+            progress(window + 1, float(total_loss) / ((window + 1) * config.num_steps))
+    return float(total_loss) / (num_windows * config.num_steps)
 
 
 # ----------------------------------------------------------------------------
 # Evaluation
 
 
-def _summed_loss(model, inputs, targets):
-    """Total loss of one batch-1 window."""
-    return tf.reduce_sum(sequence_loss(targets, model(inputs, training=False)))
+def _summed_loss(model, inputs, targets, state):
+    """Total loss of one batch-1 window, and the state after it."""
+    logits, *state = model([inputs, *state], training=False)
+    return tf.reduce_sum(sequence_loss(targets, logits)), state
 
 
 # Traced once per model and window length; XLA-compiled where it pays (CPU).
@@ -234,46 +317,37 @@ _SUMMED_LOSS = {jit: tf.function(_summed_loss, jit_compile=jit, reduce_retracing
                 for jit in (False, True)}
 
 
-def evaluate_stream(model, ids, window=EVAL_WINDOW):
-    """Perplexity of a batch-1 `model` over `ids`, read as one continuous stream.
+def evaluate_stream(model, config, ids, window=EVAL_WINDOW):
+    """Perplexity of `model` over `ids`, read as one continuous stream (batch 1).
 
     Every word after the first is predicted from everything before it, exactly
     as the tutorial's batch_size=1, num_steps=1 evaluation; the state carried
-    from window to window makes longer windows give the same number.
+    from window to window makes longer windows give the same number. Runs on
+    this process's first device, outside any strategy.
     """
     summed_loss = _SUMMED_LOSS[cpu_only()]
-    reset_lstm_states(model)
     ids = np.asarray(ids, dtype=np.int32)
+    state = zero_state(config, 1)
     total_loss = 0.0
     for start in range(0, len(ids) - 1, window):
         stop = min(start + window, len(ids) - 1)
-        total_loss += float(summed_loss(model, ids[None, start:stop], ids[None, start + 1:stop + 1]))
-    reset_lstm_states(model)
+        loss, state = summed_loss(model, ids[None, start:stop], ids[None, start + 1:stop + 1],
+                                  state)
+        total_loss += float(loss)
     return perplexity(total_loss / (len(ids) - 1))
 
 
-class ProgressLogger(keras.callbacks.Callback):
-    """Prints the tutorial's progress line after every compiled call of the step.
+def print_progress(epoch, num_windows, config, learning_rate):
+    """The tutorial's progress line, as a `run_epoch` progress callback."""
+    start = time.perf_counter()
+    words_per_window = config.batch_size * config.num_steps
 
-    The training script makes that about ten times an epoch (steps_per_execution).
-    """
-
-    def __init__(self, epoch, num_windows, config, learning_rate):
-        super().__init__()
-        self.epoch, self.num_windows, self.learning_rate = epoch, num_windows, learning_rate
-        self.num_steps = config.num_steps
-        self.words_per_window = config.batch_size * config.num_steps
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        done = min(batch + 1, self.num_windows)  # the last call may run short
-        loss_per_word = float(logs["loss"]) / self.num_steps
-        words_per_second = done * self.words_per_window / (time.perf_counter() - self.start)
-        print(f"| epoch {self.epoch + 1:3d} | {done:5d}/{self.num_windows} windows "
-              f"| lr {self.learning_rate:.3f} | ppl {perplexity(loss_per_word):9.2f} "
+    def progress(windows_done, loss_per_word):
+        words_per_second = windows_done * words_per_window / (time.perf_counter() - start)
+        print(f"| epoch {epoch + 1:3d} | {windows_done:5d}/{num_windows} windows "
+              f"| lr {learning_rate:.3f} | ppl {perplexity(loss_per_word):9.2f} "
               f"| {words_per_second:6.0f} words/s |", flush=True)
+    return progress
 
 
 # ----------------------------------------------------------------------------
@@ -286,30 +360,32 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
 
     With `save_path` (the run folder, see common/run.py) the training state is
     saved after every epoch, and calling again with the same settings resumes
-    after the last completed epoch; the final batch-1 model is `model.keras`.
+    after the last completed epoch; the final model is `model.keras`.
+    Any strategy: batch_size is global, split by rows among the replicas.
 
     Returns a dict with `history` (one dict per epoch: epoch, learning_rate,
     train_perplexity, valid_perplexity, seconds, words_per_second) and
     `test_perplexity`.
     """
     strategy = strategy or tf.distribute.get_strategy()
+    # Every replica must get the same number of streams, each with its own state.
+    training.check_global_batch(config.batch_size, strategy, flag="--model")
     settings = dict(dataclasses.asdict(config), seed=seed, steps_per_epoch=steps_per_epoch,
                     data_path=run_lib.data_setting(data_path))
-    run = run_lib.open_run(save_path, "ptb", settings, restart)
+    run = run_lib.open_run(save_path, "ptb", settings, restart, strategy)
     keras.utils.set_random_seed(seed)
     train_data, valid_data, test_ids = load_data(data_path, config)
-    num_windows = int(train_data.cardinality())
     if steps_per_epoch:
-        num_windows = min(num_windows, steps_per_epoch)
-        train_data = train_data.take(num_windows)
+        train_data = train_data.take(steps_per_epoch)
+    num_windows = int(train_data.cardinality())
     words_per_window = config.batch_size * config.num_steps
 
     with strategy.scope():
-        model = build_training_model(config, steps_per_execution=-(-num_windows // 10),
-                                     seed=seed, replicas=strategy.num_replicas_in_sync)
+        model = build_training_model(config, strategy, seed=seed)
         model.optimizer.build(model.trainable_variables)
     print(f"Model {model.count_params():,} parameters; "
           f"{strategy.num_replicas_in_sync} replica(s) in sync.")
+    train_step, eval_step, initial_state = make_steps(model, config, strategy)
     state = run_lib.TrainingState(run, model)
     epochs_done, history = run_lib.resume(run, state)
 
@@ -318,15 +394,11 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
         model.optimizer.learning_rate.assign(learning_rate)
         print(f"Epoch {epoch + 1}: learning rate {learning_rate:.3f}")
 
-        reset_lstm_states(model)  # each epoch starts from a zero state
         start = time.perf_counter()
-        fit = model.fit(train_data, epochs=1, verbose=0, shuffle=False, callbacks=[
-            ProgressLogger(epoch, num_windows, config, learning_rate)])
+        train_loss = run_epoch(train_step, initial_state, train_data, config,
+                               print_progress(epoch, num_windows, config, learning_rate))
         seconds = time.perf_counter() - start
-        train_loss = fit.history["loss"][-1] / config.num_steps
-
-        reset_lstm_states(model)  # validation starts from a zero state too
-        valid_loss = model.evaluate(valid_data, verbose=0) / config.num_steps
+        valid_loss = run_epoch(eval_step, initial_state, valid_data, config)
         history.append(dict(
             epoch=epoch + 1, learning_rate=learning_rate,
             train_perplexity=perplexity(train_loss), valid_perplexity=perplexity(valid_loss),
@@ -341,7 +413,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
 
     start = time.perf_counter()
     eval_model = build_eval_model(config, model)
-    test_perplexity = evaluate_stream(eval_model, test_ids)
+    test_perplexity = evaluate_stream(eval_model, config, test_ids)
     test_seconds = time.perf_counter() - start
     print(f"Test perplexity: {test_perplexity:.2f} "
           f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")
@@ -354,19 +426,22 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
 
 
 def build_eval_model(config, trained_model):
-    """A batch-1 copy of `trained_model` that reads windows of any length."""
-    model = build_model(config, batch_size=1, num_steps=None)
+    """A copy of `trained_model` for any window length, outside any strategy (the
+    batch-1 test stream runs on one device)."""
+    model = build_model(config, num_steps=None)
     model.set_weights(trained_model.get_weights())
     return model
 
 
 def load_trained_model(save_path):
-    """The batch-1 evaluation model that a finished run saved in its folder."""
+    """The evaluation model that a finished run saved in its folder, and its Config."""
     path = os.path.join(save_path, "model.keras")
-    if not os.path.isfile(path):
+    settings = run_lib.saved_settings(save_path, "ptb") if os.path.isdir(save_path) else None
+    if settings is None or not os.path.isfile(path):
         raise cli.UserInputError(f"--save_path={save_path}: no model.keras there; train "
                                  "with python -m ptb.ptb_word_lm --save_path first.")
-    return keras.saving.load_model(path)
+    config = Config(**{field.name: settings[field.name] for field in dataclasses.fields(Config)})
+    return keras.saving.load_model(path), config
 
 
 # ----------------------------------------------------------------------------
@@ -396,6 +471,7 @@ def main(argv):
     if FLAGS.epochs is not None:
         config = dataclasses.replace(config, epochs=FLAGS.epochs)
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    training.use_mixed_precision(FLAGS.mixed_precision)
     save_path = FLAGS.save_path or os.path.join("runs", "ptb", FLAGS.model)
     train_and_evaluate(config, FLAGS.data_path, strategy, save_path=save_path,
                        seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch,

@@ -16,8 +16,8 @@ are interchangeable with keras.layers.LSTM) with fewer, larger products:
 - the recurrent kernel's gradient for the whole window in one product.
 
 It is for CPUs only: on a GPU keras.layers.LSTM runs the cuDNN kernel, which is
-faster still, so `ptb_word_lm.build_training_model` picks this layer only when
-no GPU is visible. It supports what the PTB model uses (tanh / sigmoid, biases, no
+faster still, so `ptb_word_lm.build_training_model` picks this layer only for
+one CPU replica (`uses_cpu_speedups`). It supports what the PTB model uses (tanh / sigmoid, biases, no
 dropout inside the layer, no mask, a fixed window length) and says so otherwise.
 """
 

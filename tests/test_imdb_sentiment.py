@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from common import training
 from common.cli import UserInputError
 from imdb_sentiment import data
 from imdb_sentiment import model as model_lib
@@ -191,17 +192,21 @@ class RecordTrainedWeights(keras.callbacks.Callback):
 
 
 def fit_small_model(callbacks_for):
-    """A seeded dense model, 3 epochs on fixed random data; returns (model, history,
-    validation data). callbacks_for(model) gives the callbacks."""
+    """A seeded dense model, 3 epochs on fixed random data with the trainers' loop;
+    returns (model, history, validation batches). callbacks_for(model) gives the callbacks."""
     keras.utils.set_random_seed(7)
     x = np.random.default_rng(0).normal(size=(64, 5)).astype("float32")
-    y = (x.sum(axis=1) > 0).astype("float32")
+    y = (x.sum(axis=1) > 0).astype("int32")
     model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3, activation="tanh"),
                               keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
-    history = model.fit(x[:48], y[:48], batch_size=8, epochs=3, shuffle=False, verbose=0,
-                        validation_data=(x[48:], y[48:]), callbacks=callbacks_for(model))
-    return model, history, (x[48:], y[48:])
+    model.compile(keras.optimizers.Adam(0.05))
+    history = keras.callbacks.History()
+    validation = tf.data.Dataset.from_tensor_slices((x[48:], y[48:])).batch(8)
+    training.fit(model, tf.distribute.get_strategy(),
+                 tf.data.Dataset.from_tensor_slices((x[:48], y[:48])).batch(8).repeat(3),
+                 validation, loss=model_lib.loss, metrics=model_lib.METRICS, epochs=3,
+                 steps_per_epoch=6, callbacks=[*callbacks_for(model), history], verbose=0)
+    return model, history, validation
 
 
 def test_epoch_weight_average_validates_and_keeps_the_average_but_trains_on():
@@ -222,7 +227,8 @@ def test_epoch_weight_average_validates_and_keeps_the_average_but_trains_on():
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     # Epoch 2 was validated with the average of epochs 1 and 2.
     model.set_weights(mix((0.5, w1), (0.5, w2)))
-    val_loss = model.evaluate(*validation, verbose=0)
+    val_loss = training.evaluate(model, tf.distribute.get_strategy(), validation,
+                                 loss=model_lib.loss, metrics=model_lib.METRICS)["loss"]
     assert history.history["val_loss"][1] == pytest.approx(val_loss, rel=1e-5)
 
 
@@ -233,6 +239,7 @@ def test_imdb_model_and_weight_average_on_two_mirrored_cpus():
 import common, dataclasses, json, numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from common import training
 from imdb_sentiment import model as model_lib, train
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = dataclasses.replace(train.DEFAULTS, vocab_size=30, embedding_dim=4, units=8,
@@ -245,14 +252,17 @@ trained = []
 record = keras.callbacks.LambdaCallback(
     on_epoch_end=lambda epoch, logs: trained.append(model.get_weights()))
 x = np.random.default_rng(0).integers(0, 30, size=(64, 12)).astype("int32")
-y = (x[:, -1] % 2).astype("float32")
-model.fit(x[:48], y[:48], epochs=2, validation_data=(x[48:], y[48:]), verbose=0,
-          callbacks=[record, train.EpochWeightAverage(model, 0.5)])
+y = (x[:, -1] % 2).astype("int32")
+batches = lambda x, y: tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+training.fit(model, strategy, batches(x[:48], y[:48]).repeat(2), batches(x[48:], y[48:]),
+             loss=model_lib.loss, metrics=model_lib.METRICS, epochs=2, steps_per_epoch=3,
+             callbacks=[record, train.EpochWeightAverage(model, 0.5)], verbose=0,
+             jit_compile=True)
 want = [0.5 * a + 0.5 * b for a, b in zip(*trained)]
 ok = all(np.allclose(local.numpy(), w, atol=1e-7)
          for variable, w in zip(model.weights, want)
          for local in strategy.experimental_local_results(variable))
-print(json.dumps([strategy.num_replicas_in_sync, model.jit_compile is True, ok]))
+print(json.dumps([strategy.num_replicas_in_sync, training.cpu_replica_can_use_xla(strategy), ok]))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)

@@ -1,6 +1,7 @@
 """ptb/ptb_word_lm.py: presets, model, loss, state, evaluation, fast path."""
 
 import dataclasses
+import types
 
 import keras
 import numpy as np
@@ -60,8 +61,8 @@ def test_dropout_draws_a_new_mask_at_every_time_step():
     config = ptb_word_lm.PRESETS["medium"]
     model = ptb_word_lm.build_model(dataclasses.replace(config, hidden_size=16, vocab_size=30,
                                                         batch_size=1, num_steps=10))
-    dropout = model.get_layer(index=2)
-    assert isinstance(dropout, keras.layers.Dropout) and dropout.rate == pytest.approx(0.5)
+    dropout = next(layer for layer in model.layers if isinstance(layer, keras.layers.Dropout))
+    assert dropout.rate == pytest.approx(0.5)
     kept = dropout(tf.ones((1, 10, 16)), training=True).numpy() != 0
     assert len({row.tobytes() for row in kept[0]}) > 5
 
@@ -72,11 +73,8 @@ def test_sequence_loss_sums_over_time_and_averages_over_batch():
     targets = rng.integers(0, 7, (3, 4)).astype(np.int32)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     per_word = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
-    # The loss as Keras applies it in fit/evaluate, on a model that outputs its input.
-    passthrough = keras.Input(shape=(4, 7))
-    model = keras.Model(passthrough, keras.layers.Identity()(passthrough))
-    model.compile(loss=ptb_word_lm.sequence_loss)
-    loss = model.evaluate(logits, targets, batch_size=3, verbose=0)
+    # The training step's loss: the batch mean of the per-stream sums.
+    loss = np.mean(ptb_word_lm.sequence_loss(targets, logits))
     assert float(loss) == pytest.approx(per_word.sum(axis=1).mean(), rel=1e-5)
     assert float(loss) == pytest.approx(4 * per_word.mean(), rel=1e-5)  # num_steps x per-word
 
@@ -117,39 +115,42 @@ def test_window_lstm_refuses_what_it_does_not_compute():
 
 def test_state_carries_from_window_to_window():
     # Larger weights than the tutorial's, so the state visibly changes the output.
-    model = ptb_word_lm.build_model(dataclasses.replace(TINY, init_scale=1.0), num_steps=None)
-    ids = np.random.default_rng(2).integers(0, TINY.vocab_size, (TINY.batch_size, 8))
-    whole = model(ids).numpy()
-    ptb_word_lm.reset_lstm_states(model)
-    first, second = model(ids[:, :4]).numpy(), model(ids[:, 4:]).numpy()
-    np.testing.assert_allclose(np.concatenate([first, second], axis=1), whole, atol=1e-6)
-    ptb_word_lm.reset_lstm_states(model)
-    restarted = model(ids[:, 4:]).numpy()
+    config = dataclasses.replace(TINY, init_scale=1.0)
+    model = ptb_word_lm.build_model(config)
+    ids = tf.constant(np.random.default_rng(2).integers(0, TINY.vocab_size, (TINY.batch_size, 8)))
+    zero = ptb_word_lm.zero_state(config, TINY.batch_size)
+    whole = model([ids, *zero])[0].numpy()
+    first, *state = model([ids[:, :4], *zero])
+    second = model([ids[:, 4:], *state])[0].numpy()
+    np.testing.assert_allclose(np.concatenate([first.numpy(), second], axis=1), whole, atol=1e-6)
+    restarted = model([ids[:, 4:], *zero])[0].numpy()
     assert np.abs(restarted - second).max() > 1e-2  # without the state it differs
 
 
 def test_windowed_evaluation_equals_word_by_word():
-    trained = ptb_word_lm.build_model(TINY)
+    trained = ptb_word_lm.build_model(TINY, num_steps=TINY.num_steps)
     model = ptb_word_lm.build_eval_model(TINY, trained)
     ids = np.random.default_rng(3).integers(0, TINY.vocab_size, 157)
-    word_by_word = ptb_word_lm.evaluate_stream(model, ids, window=1)  # the tutorial's way
-    assert ptb_word_lm.evaluate_stream(model, ids, window=50) == pytest.approx(word_by_word,
-                                                                               rel=1e-5)
+    word_by_word = ptb_word_lm.evaluate_stream(model, TINY, ids, window=1)  # the tutorial's way
+    assert ptb_word_lm.evaluate_stream(model, TINY, ids, window=50) == pytest.approx(
+        word_by_word, rel=1e-5)
     # By hand: exp of the mean of -log p(next word) over the one continuous stream.
-    ptb_word_lm.reset_lstm_states(model)
-    logits = model(ids[None, :-1]).numpy()[0]
+    logits = model([tf.constant(ids[None, :-1]), *ptb_word_lm.zero_state(TINY, 1)])[0].numpy()[0]
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     by_hand = np.exp(-log_probs[np.arange(156), ids[1:]].mean())
     assert word_by_word == pytest.approx(by_hand, rel=1e-4)
 
 
 def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch):
-    cpu_model = ptb_word_lm.build_training_model(TINY)
-    assert cpu_model.jit_compile and isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
-    for cpu_only, replicas in ((False, 1), (True, 2)):
+    one_replica = tf.distribute.get_strategy()
+    assert ptb_word_lm.uses_cpu_speedups(one_replica)
+    cpu_model = ptb_word_lm.build_training_model(TINY, one_replica)
+    assert isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
+    for cpu_only, strategy in ((False, one_replica), (True, two_replicas)):
         monkeypatch.setattr(ptb_word_lm, "cpu_only", lambda: cpu_only)
-        model = ptb_word_lm.build_training_model(TINY, replicas=replicas)
-        assert not model.jit_compile  # cuDNN kernels cannot be compiled with XLA
+        assert not ptb_word_lm.uses_cpu_speedups(strategy)  # no XLA: cuDNN cannot be compiled
+        model = ptb_word_lm.build_training_model(TINY, strategy)
         for layer in ("lstm_0", "lstm_1"):
             lstm = model.get_layer(layer)
             # Keras takes the cuDNN kernel for exactly these arguments.
@@ -160,18 +161,21 @@ def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch
 
 
 def test_fast_path_trains_like_the_plain_keras_path():
-    """WindowLSTM + XLA + several steps per call (on a CPU), against the plain
-    Keras stack, from the same weights: same losses to float32 tolerance."""
-    data = benchmark.random_windows(SMALL, num_windows=4)
-    fast = benchmark.build_trainer(SMALL, steps_per_execution=2)
-    plain = benchmark.build_trainer(SMALL, plain=True)
-    plain.set_weights(fast.get_weights())
-    epoch_losses, step_losses = {}, {}
-    for name, model in (("fast", fast), ("plain", plain)):
-        epoch_losses[name] = model.fit(data, verbose=0, shuffle=False).history["loss"][0]
-        step_losses[name] = [float(model.train_on_batch(x, y)) for x, y in data.take(2)]
-    assert epoch_losses["fast"] == pytest.approx(20 * np.log(SMALL.vocab_size), rel=0.05)
-    assert epoch_losses["fast"] == pytest.approx(epoch_losses["plain"], rel=2e-5)
-    np.testing.assert_allclose(step_losses["fast"], step_losses["plain"], rtol=2e-5)
-    for a, b in zip(fast.get_weights(), plain.get_weights()):
+    """WindowLSTM + XLA (on a CPU) against the plain Keras stack, from the same
+    weights: same losses and weights to float32 tolerance."""
+    strategy = tf.distribute.get_strategy()
+    windows = list(benchmark.random_windows(SMALL, num_windows=4))
+    trainers = {"fast": benchmark.build_trainer(SMALL, strategy),
+                "plain": benchmark.build_trainer(SMALL, strategy, plain=True)}
+    trainers["plain"][0].set_weights(trainers["fast"][0].get_weights())
+    losses = {}
+    for name, (model, train_step, initial_state) in trainers.items():
+        state = initial_state()
+        losses[name] = []
+        for inputs, targets in windows:
+            loss, state = train_step(inputs, targets, state)
+            losses[name].append(float(loss))
+    assert losses["fast"][0] == pytest.approx(20 * np.log(SMALL.vocab_size), rel=0.05)
+    np.testing.assert_allclose(losses["fast"], losses["plain"], rtol=2e-5)
+    for a, b in zip(trainers["fast"][0].get_weights(), trainers["plain"][0].get_weights()):
         np.testing.assert_allclose(a, b, atol=2e-5)

@@ -33,14 +33,16 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypat
     uninterrupted = ptb_word_lm.train_and_evaluate(config, data_path, seed=3)
 
     save_path = str(tmp_path / "run")
-    crash_in_third_epoch = ptb_word_lm.ProgressLogger.on_train_batch_end
+    print_progress = ptb_word_lm.print_progress
 
-    def crash(self, batch, logs=None):
-        if self.epoch == 2:
-            raise KeyboardInterrupt("simulated crash")
-        crash_in_third_epoch(self, batch, logs)
+    def crash_in_third_epoch(epoch, *args):
+        progress = print_progress(epoch, *args)
+        if epoch == 2:
+            def progress(*_):
+                raise KeyboardInterrupt("simulated crash")
+        return progress
 
-    monkeypatch.setattr(ptb_word_lm.ProgressLogger, "on_train_batch_end", crash)
+    monkeypatch.setattr(ptb_word_lm, "print_progress", crash_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         ptb_word_lm.train_and_evaluate(config, data_path, save_path=save_path, seed=3)
     with open(f"{save_path}/metrics.json") as f:
@@ -52,9 +54,10 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypat
     assert resumed["test_perplexity"] == uninterrupted["test_perplexity"]
 
     # The saved model loads back for evaluation and gives the reported number.
-    model = ptb_word_lm.load_trained_model(save_path)
+    model, saved_config = ptb_word_lm.load_trained_model(save_path)
+    assert saved_config == config
     test_ids = reader.ptb_raw_data(data_path)[2]
-    assert ptb_word_lm.evaluate_stream(model, test_ids) == pytest.approx(
+    assert ptb_word_lm.evaluate_stream(model, config, test_ids) == pytest.approx(
         resumed["test_perplexity"], rel=1e-6)
 
 
@@ -94,8 +97,8 @@ def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
     assert metrics["tutorial"] == "ptb" and metrics["settings"]["epochs"] == 1
     # The run folder's model is the batch-1 evaluation model, and gives the same number.
     test_ids = reader.ptb_raw_data(str(data_dir / "ptb"))[2]
-    model = ptb_word_lm.load_trained_model(save_path)
-    assert ptb_word_lm.evaluate_stream(model, test_ids) == pytest.approx(
+    model, config = ptb_word_lm.load_trained_model(save_path)
+    assert ptb_word_lm.evaluate_stream(model, config, test_ids) == pytest.approx(
         metrics["test_perplexity"], rel=1e-6)
 
     # The same folder with other settings: refused in one line, naming them.

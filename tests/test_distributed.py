@@ -1,0 +1,335 @@
+"""Every trainer under several replicas and several workers, on this CPU-only machine.
+
+Two replicas are two logical CPU devices (MirroredStrategy), and two workers
+are two processes on 127.0.0.1 (TF_CONFIG, MultiWorkerMirroredStrategy).
+Device setup is fixed once TensorFlow starts, so each case runs in fresh
+Python processes (tests/worker_run.py). GPU branches skip where none exists.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import (ROOT, assert_one_line_error, kill_after_first_epoch, read_metrics,
+                            timing_free)
+
+GPUS = tf.config.list_logical_devices("GPU")
+
+
+def run_python(code, timeout=600):
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def worker_command(out, *args):
+    return [sys.executable, "-m", "tests.worker_run", str(out), *map(str, args)]
+
+
+def run_worker(out, *args, timeout=600):
+    return subprocess.run(worker_command(out, *args), cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def close(a, b, rel):
+    """The two nested structures (dicts, lists, numbers) are equal to `rel`."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], rel) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, float):
+        return a == pytest.approx(b, rel=rel)
+    return a == b
+
+
+TWO_CPUS = """
+import json, dataclasses
+import common, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+ONE, TWO = tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+"""
+
+
+# ----------------------------------------------------------------------------
+# PTB: each replica carries the state of its own rows
+
+
+PTB_ON_ONE_AND_TWO = TWO_CPUS + """
+from ptb import ptb_word_lm
+config = {config}
+results = [ptb_word_lm.train_and_evaluate(config, "{data}", strategy, seed=1,
+                                          steps_per_epoch={steps})
+           for strategy in (ONE, TWO)]
+for r in results:
+    for epoch in r["history"]:
+        del epoch["seconds"], epoch["words_per_second"]
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize("config, steps", [
+    # A few dozen windows over two epochs. Learning rate 0.2: at 1.0 this model's
+    # training is chaotic after ~15 windows, and float32 rounding (the two runs
+    # add in different orders) grows past 1e-4; clipping at 1.0 is active.
+    ('dataclasses.replace(ptb_word_lm.PRESETS["small"], hidden_size=32, learning_rate=0.2, '
+     'max_grad_norm=1.0, epochs=2, epochs_at_full_lr=1)', 30),
+    # The preset over a tenth of its epoch (the whole epoch, 23,239 windows, passed
+    # too, in 5 minutes: docs/RESULTS.md).
+    ('ptb_word_lm.PRESETS["test"]', 2000),
+], ids=["small_config", "test_preset"])
+def test_ptb_on_two_replicas_equals_one_device(data_dir, config, steps):
+    one, two = run_python(PTB_ON_ONE_AND_TWO.format(config=config, data=data_dir / "ptb",
+                                                    steps=steps))
+    assert len(one["history"]) >= 1
+    assert close(two, one, rel=1e-4), (one, two)
+    assert one["test_perplexity"] < 5000  # it trained: uniform guessing scores 10,000
+
+
+def test_ptb_rows_stay_on_their_replica_from_window_to_window():
+    """Replica r always takes rows r*n .. r*n + n - 1, so the state it gets back is
+    the one its rows left: each replica's state equals those rows of one device's."""
+    result = run_python(TWO_CPUS + """
+import numpy as np
+from ptb import ptb_word_lm
+config = dataclasses.replace(ptb_word_lm.PRESETS["test"], vocab_size=50, hidden_size=6,
+                             batch_size=6, num_steps=5, init_scale=1.0)
+rng = np.random.default_rng(0)
+windows = [(rng.integers(0, 50, (6, 5)), rng.integers(0, 50, (6, 5))) for _ in range(3)]
+states = {}
+for name, strategy in (("one", ONE), ("two", TWO)):
+    with strategy.scope():
+        model = ptb_word_lm.build_training_model(config, strategy)
+    if name == "two":
+        model.set_weights(weights)
+    weights = model.get_weights()
+    _, eval_step, initial_state = ptb_word_lm.make_steps(model, config, strategy)
+    state, states[name] = initial_state(), []
+    for inputs, targets in windows:
+        _, state = eval_step(tf.constant(inputs), tf.constant(targets), state)
+        # [replica][layer part] -> rows of that replica
+        states[name].append([[part.numpy().tolist() for part in replica_state]
+                             for replica_state in zip(*[strategy.experimental_local_results(s)
+                                                        for s in state])])
+print(json.dumps(states))
+""")
+    assert len(result["one"]) == len(result["two"]) == 3
+    for one, two in zip(result["one"], result["two"]):  # window by window
+        (whole,) = one  # one device: one replica with all 6 rows
+        assert len(two) == 2
+        for replica, replica_state in enumerate(two):
+            for part, rows in enumerate(replica_state):  # h and c
+                np.testing.assert_allclose(
+                    rows, np.asarray(whole[part])[3 * replica:3 * replica + 3], rtol=1e-5, atol=1e-6)
+
+
+def test_ptb_checkpoints_move_between_one_and_two_replicas(data_dir, tmp_path):
+    """Killed after its first epoch on 2 replicas, resumed on 1 (and the reverse):
+    the numbers of an uninterrupted run, to float32 tolerance."""
+    flags = [f"--data_path={data_dir / 'ptb'}", "--model=test", "--steps_per_epoch=40",
+             "--epochs=3"]
+    whole = tmp_path / "whole"
+    result = run_worker(tmp_path, "ptb.ptb_word_lm", *flags, f"--save_path={whole}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = read_metrics(whole)
+    for first, then in ((2, 1), (1, 2)):
+        folder = tmp_path / f"{first}-then-{then}"
+        command = worker_command(tmp_path, f"--logical_cpus={first}", "ptb.ptb_word_lm", *flags,
+                                 f"--save_path={folder}")
+        assert 1 <= kill_after_first_epoch(command, folder) < 3
+        result = run_worker(tmp_path, f"--logical_cpus={then}", "ptb.ptb_word_lm", *flags,
+                            f"--save_path={folder}")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert f"{then} replica(s) in sync" in result.stdout and "Resuming" in result.stdout
+        resumed = read_metrics(folder)
+        assert resumed["replicas"] == then
+        assert close(timing_free(resumed["history"]), timing_free(expected["history"]), 1e-4)
+        assert resumed["test_perplexity"] == pytest.approx(expected["test_perplexity"], rel=1e-4)
+
+
+# ----------------------------------------------------------------------------
+# MNIST and IMDB on two mirrored replicas
+
+
+def test_mnist_on_two_replicas_equals_one_device(data_dir):
+    """No dropout or shifts: two replicas draw their masks differently from one device."""
+    one, two = run_python(TWO_CPUS + f"""
+from mnist_lstm import train
+config = dataclasses.replace(train.Config(), dataset="fashion_mnist", max_examples=1000,
+                             epochs=2, batch_size=64, dropout=0.0, max_shift=0)
+results = [train.train_and_evaluate(config, strategy, "{data_dir / 'fashion-mnist'}", verbose=0)
+           for strategy in (ONE, TWO)]
+print(json.dumps([dict(history=[{{k: v for k, v in e.items() if k != "seconds"}}
+                                for e in r["history"]],
+                       test_accuracy=r["test_accuracy"], replicas=r["replicas"])
+                  for r in results]))
+""")
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    two["replicas"] = 1
+    assert close(two, one, rel=1e-4), (one, two)
+
+
+def test_imdb_on_two_replicas_equals_one_device(data_dir):
+    one, two = run_python(TWO_CPUS + f"""
+from imdb_sentiment import data, train
+config = dataclasses.replace(train.DEFAULTS, rnn="gru", max_examples=400, epochs=2,
+                             batch_size=32, dropout=0.0, word_dropout=0.0)
+reviews = data.load_data(config, "{data_dir / 'imdb'}")
+results = [train.train_and_evaluate(config, strategy, reviews=reviews, verbose=0)
+           for strategy in (ONE, TWO)]
+print(json.dumps([dict(history=[{{k: v for k, v in e.items() if k != "seconds"}}
+                                for e in r["history"]],
+                       test_accuracy=r["test_accuracy"], test_loss=r["test_loss"])
+                  for r in results]))
+""")
+    assert close(two, one, rel=1e-4), (one, two)
+
+
+# ----------------------------------------------------------------------------
+# Several workers on localhost
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_two_workers(out, module, flags, timeout=480):
+    """Starts two workers of one cluster; returns their CompletedProcess-like results."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = [subprocess.Popen(
+        worker_command(out, module, *flags), cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})})
+        for index in range(2)]
+    outputs = []
+    try:
+        for worker in workers:
+            stdout, stderr = worker.communicate(timeout=timeout)
+            outputs.append((worker.returncode, stdout, stderr))
+    finally:
+        for worker in workers:
+            worker.kill()
+    for returncode, _, stderr in outputs:
+        assert returncode == 0, stderr[-3000:]
+    return outputs
+
+
+@pytest.mark.parametrize("module, flags", [
+    ("ptb.ptb_word_lm", ["--data_path={data}/ptb", "--model=test", "--steps_per_epoch=30",
+                         "--epochs=2"]),
+    ("mnist_lstm.train", ["--data_path={data}/fashion-mnist", "--dataset=fashion_mnist",
+                          "--max_examples=600", "--epochs=2"]),
+    ("imdb_sentiment.train", ["--data_path={data}/imdb", "--rnn=gru", "--max_examples=200",
+                              "--epochs=2"]),
+], ids=["ptb", "mnist", "imdb"])
+def test_two_workers_train_alike_and_only_the_chief_writes(data_dir, tmp_path, module, flags):
+    save_path = tmp_path / "run"
+    outputs = run_two_workers(tmp_path, module, [f.format(data=data_dir) for f in flags]
+                              + [f"--save_path={save_path}"])
+    assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outputs[0][1]
+    chief_paths = json.loads((tmp_path / "0.json").read_text())
+    other_paths = json.loads((tmp_path / "1.json").read_text())
+    # Both save as often; only the chief's saves go into the run folder.
+    assert len(chief_paths) == len(other_paths) >= 1
+    assert all(path.startswith(str(save_path)) for path in chief_paths)
+    assert not any(path.startswith(str(save_path)) for path in other_paths)
+    for index in range(len(chief_paths)):  # the same weights on both workers
+        chief, other = np.load(tmp_path / f"0-{index}.npz"), np.load(tmp_path / f"1-{index}.npz")
+        for name in chief.files:
+            np.testing.assert_array_equal(chief[name], other[name])
+    metrics = read_metrics(save_path)
+    assert metrics["replicas"] == 2 and len(metrics["history"]) == 2
+
+
+# ----------------------------------------------------------------------------
+# Bad input
+
+
+@pytest.mark.parametrize("module, flags, expected", [
+    ("ptb.ptb_word_lm", ["--model=test", "--data_path=unused"],
+     "--model: the global batch of 20 does not divide among 3 replicas"),
+    ("mnist_lstm.train", ["--batch_size=128", "--data_path=unused"],
+     "--batch_size: the global batch of 128 does not divide among 3 replicas"),
+    ("imdb_sentiment.train", ["--batch_size=64", "--data_path=unused"],
+     "--batch_size: the global batch of 64 does not divide among 3 replicas"),
+], ids=["ptb", "mnist", "imdb"])
+def test_a_batch_the_replicas_cannot_share_is_a_one_line_error(tmp_path, module, flags, expected):
+    """Three logical CPUs stand in for three GPUs."""
+    result = run_worker(tmp_path, "--logical_cpus=3", module, *flags,
+                        f"--save_path={tmp_path / 'run'}", timeout=180)
+    assert_one_line_error(result, expected)
+
+
+# ----------------------------------------------------------------------------
+# Mixed precision
+
+
+@pytest.mark.skipif(not GPUS, reason="mixed_float16 and its loss scaling need a GPU")
+def test_mixed_precision_on_a_gpu_scales_the_loss():
+    from common import training
+    try:
+        assert training.use_mixed_precision(True) == "mixed_float16"
+    finally:
+        training.use_mixed_precision(False)
+
+
+def test_apply_gradients_clips_the_whole_batch_gradient_on_two_replicas():
+    """Keras' own global_clipnorm would clip each replica's share; this clips the sum."""
+    result = run_python(TWO_CPUS + """
+import keras
+from common import training
+with TWO.scope():
+    weight = keras.Variable([0.0, 0.0])
+    optimizer = keras.optimizers.SGD(1.0, global_clipnorm=training.global_clipnorm(1.0))
+    optimizer.build([weight])
+
+@tf.function
+def step():
+    def replica_step():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        # Replica 0's share [3, 0], replica 1's [0, 4]: the whole gradient [3, 4], norm 5.
+        grad = tf.where(tf.equal(replica, 0), tf.constant([3.0, 0.0]), tf.constant([0.0, 4.0]))
+        training.apply_gradients(optimizer, [grad], [weight])
+    TWO.run(replica_step)
+
+step()
+print(json.dumps(weight.numpy().tolist()))
+""")
+    # One step of SGD at rate 1 on [3, 4] clipped to norm 1: [-0.6, -0.8].
+    np.testing.assert_allclose(result, [-0.6, -0.8], rtol=1e-6)
+
+
+def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path):
+    """bfloat16 maths, float32 weights and logits; perplexity close to float32's."""
+    from common import training
+    from ptb import ptb_word_lm
+    from tests.test_ptb_training import TINY, write_tiny_corpus
+
+    data_path = write_tiny_corpus(tmp_path)
+    float32 = ptb_word_lm.train_and_evaluate(TINY, data_path, seed=1)
+    try:
+        assert training.use_mixed_precision(True) == "mixed_bfloat16"
+        mixed = ptb_word_lm.train_and_evaluate(TINY, data_path, seed=1,
+                                               save_path=tmp_path / "run")
+        model = ptb_word_lm.build_model(TINY, num_steps=TINY.num_steps)
+        assert model.get_layer("lstm_0").compute_dtype == "bfloat16"
+        assert model.get_layer("softmax").compute_dtype == "float32"
+        assert all(weight.dtype == "float32" for weight in model.weights)
+    finally:
+        training.use_mixed_precision(False)
+    assert read_metrics(tmp_path / "run")["settings"]["dtype_policy"] == "mixed_bfloat16"
+    assert mixed["test_perplexity"] == pytest.approx(float32["test_perplexity"], rel=0.05)
