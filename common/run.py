@@ -183,8 +183,10 @@ def open_run(save_path, tutorial, settings, restart=False, strategy=None):
     # Part of the settings: a run goes on in the precision it started in.
     settings = dict(settings, dtype_policy=keras.mixed_precision.global_policy().name)
     strategy = strategy or tf.distribute.get_strategy()
+    # Every worker runs the folder's checks, so that a refused run stops them all.
+    folder = RunFolder(save_path, tutorial, settings, restart, strategy)
     if strategy.extended.should_checkpoint:  # the chief, or the only process
-        return RunFolder(save_path, tutorial, settings, restart, strategy)
+        return folder
     scratch = tempfile.mkdtemp(prefix=f"{tutorial}-worker-")
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     run = RunFolder(scratch, tutorial, settings, strategy=strategy)

@@ -10,11 +10,13 @@ Measured with `python -m imdb_sentiment.compare --data_path ../shared/data/imdb`
 the numbers of other CPUs, are in docs/RESULTS.md):
 
     model       parameters  test acc  test loss  best epoch (of run)  s/epoch
-    SimpleRNN    1,029,441    86.54%     0.3184                6 (8)       46
-    LSTM         1,117,377    88.29%     0.3030                6 (8)      101
-    GRU          1,088,449    88.45%     0.2964                8 (8)       72
+    SimpleRNN    1,029,441    85.55%     0.3335                8 (8)       46
+    LSTM         1,117,377    88.42%     0.3019                6 (8)      111
+    GRU          1,088,449    88.40%     0.2981                6 (8)       89
 
-(On an AVX-512 EPYC, before the shuffling became resumable: 86.12 / 88.32 / 88.74%.)
+(The LSTM and GRU epochs ran in one of the machine's slow phases. Earlier
+versions of the code: 86.54 / 88.29 / 88.45% on the same CPU; 86.12 / 88.32 /
+88.74% on an AVX-512 EPYC.)
 
 Design, one line each (the measurements: docs/RESULTS.md):
   - padding="pre": the RNN reads real words last (with "post" a SimpleRNN stays at chance).

@@ -18,7 +18,7 @@ Results with the defaults (2-core AMD EPYC VMs, CPU only; commands and the runs
 behind the choices in docs/RESULTS.md):
 
     data (train / validation / test)         settings      CPU, date          test acc.  training
-    Fashion-MNIST (54,000 / 6,000 / 10,000)  defaults      AVX2, 2026-11-23     90.17%     450 s
+    Fashion-MNIST (54,000 / 6,000 / 10,000)  defaults      AVX2, 2026-11-23     90.36%     590 s
     MNIST t10k split (7,200 / 800 / 2,000)   --epochs=100  AVX-512, 2026-11-22  98.95%     197 s
 
 The 60,000-image MNIST training set is not on the machine that measured these,

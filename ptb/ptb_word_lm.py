@@ -31,6 +31,10 @@ Get the data and run (downloads the data when --data_path is left out):
   wget http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz
   tar xvf simple-examples.tgz
   python -m ptb.ptb_word_lm --data_path=simple-examples/data/ --model small
+
+On several GPUs or machines the same command splits each window's 20 streams
+among the replicas, and each replica carries its own streams' LSTM state
+(`make_steps`; README, Scaling up).
 """
 
 import dataclasses

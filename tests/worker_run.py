@@ -19,6 +19,7 @@ import sys
 
 def main():
     out, args = pathlib.Path(sys.argv[1]), sys.argv[2:]
+    out.mkdir(parents=True, exist_ok=True)
     logical_cpus = 1
     if args[0].startswith("--logical_cpus="):
         logical_cpus = int(args.pop(0).split("=")[1])
