@@ -9,8 +9,8 @@ augmentation, is a pure function of (seed, epoch, batch):
                batch i = examples order_e[i*B : (i+1)*B], augmented with seed (seed, e, i)
 
 and the dataset runs from the resumed epoch to the last, to be used with
-`model.fit(..., initial_epoch=first_epoch, steps_per_epoch=batches_per_epoch(...))`
-(with steps_per_epoch set, Keras keeps one iterator across epochs).
+`training.fit(..., initial_epoch=first_epoch, steps_per_epoch=batches_per_epoch(...))`,
+which keeps one iterator across the epochs.
 """
 
 import math

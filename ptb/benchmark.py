@@ -76,8 +76,7 @@ def cpu_variant(config, strategy, window_lstm, jit_compile, seed=0):
     """The trainer's model and step with each CPU speed-up switched on or off by hand."""
     model = ptb_word_lm.build_model(config, num_steps=config.num_steps,
                                     window_lstm=window_lstm, seed=seed)
-    model.compile(optimizer=keras.optimizers.SGD(
-        config.learning_rate, global_clipnorm=training.global_clipnorm(config.max_grad_norm)))
+    ptb_word_lm.compile_for_training(model, config)
     train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, jit_compile)
     return model, train_step, initial_state
 

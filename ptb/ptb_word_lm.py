@@ -221,9 +221,14 @@ def build_training_model(config, strategy, seed=0):
     """
     model = build_model(config, num_steps=config.num_steps,
                         window_lstm=uses_cpu_speedups(strategy), seed=seed)
+    compile_for_training(model, config)
+    return model
+
+
+def compile_for_training(model, config):
+    """Plain SGD, clipping the whole batch's gradient; call inside `strategy.scope()`."""
     model.compile(optimizer=keras.optimizers.SGD(
         config.learning_rate, global_clipnorm=training.global_clipnorm(config.max_grad_norm)))
-    return model
 
 
 # ----------------------------------------------------------------------------

@@ -62,7 +62,7 @@ class WindowLSTM(keras.layers.LSTM):
         time_major = tf.reshape(tf.transpose(sequences, [1, 0, 2]), [-1, features])
         gate_inputs = tf.reshape(tf.matmul(time_major, kernel) + bias,
                                  [steps, -1, 4 * self.units])
-        # A stateful layer's initial state arrives as its state variables.
+        # The initial state arrives as tensors (a stateful layer's: its variables).
         h, c = (tf.cast(tf.convert_to_tensor(state), dtype) for state in initial_state)
         outputs, h, c = _recurrence(gate_inputs, h, c, recurrent_kernel)
         return h, tf.transpose(outputs, [1, 0, 2]), [h, c]
