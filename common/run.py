@@ -312,13 +312,55 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds `seconds` (wall time of the epoch, validation included) to its logs."""
+    """Adds to its logs `seconds` (wall time of the epoch, validation included)
+    and, given `examples_per_epoch`, `examples_per_second` (of training alone)."""
+
+    def __init__(self, examples_per_epoch=None):
+        super().__init__()
+        self.examples_per_epoch = examples_per_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
+        self.start = self.training_end = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.training_end = time.perf_counter()  # validation starts
 
     def on_epoch_end(self, epoch, logs=None):
         logs["seconds"] = time.perf_counter() - self.start
+        if self.examples_per_epoch:
+            logs["examples_per_second"] = self.examples_per_epoch / (self.training_end - self.start)
+
+
+def tensorboard(run):
+    """Keras' TensorBoard callback, writing into the run folder's `tensorboard/`
+    (None without a run folder), after the run's settings as text.
+
+    It writes each epoch's logs (train/ and validation/ curves), the learning
+    rate and the model's summary, as the original tutorial's Supervisor did:
+        tensorboard --logdir runs/
+    """
+    if not run:
+        return None
+    log_dir = run.file("tensorboard")
+    rows = "\n".join(f"| {name} | {value} |" for name, value in run.settings.items())
+    _write_summaries(log_dir / "train", lambda: tf.summary.text(
+        "settings", f"| setting | value |\n|---|---|\n{rows}", step=0))
+    return keras.callbacks.TensorBoard(log_dir=str(log_dir))
+
+
+def log_test_metrics(run, epochs, metrics):
+    """The test results as scalars in the run's `tensorboard/test/`, at the last
+    epoch's step (Keras' callback counts epochs from 0)."""
+    if run:
+        _write_summaries(run.file("tensorboard") / "test", lambda: [
+            tf.summary.scalar(name, value, step=epochs - 1) for name, value in metrics.items()])
+
+
+def _write_summaries(log_dir, write):
+    writer = tf.summary.create_file_writer(str(log_dir))
+    with writer.as_default():
+        write()
+    writer.close()
 
 
 class BestModel(keras.callbacks.Callback):

@@ -185,7 +185,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     stopping = run_lib.EarlyStopping("val_accuracy", config.patience, history)
     if first_epoch < config.epochs and not stopping.stopped_before():
         callbacks = [
-            run_lib.EpochTimer(),
+            run_lib.EpochTimer(examples_per_epoch=len(reviews.y_train)),
             # Large steps first, then ever smaller ones: the models overfit IMDB within
             # two or three epochs at a constant rate (see docs/RESULTS.md).
             keras.callbacks.LearningRateScheduler(
@@ -193,6 +193,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
             *([averaging] if averaging else []),
             best,  # after the averaging: keeps the averaged weights
             stopping,
+            *filter(None, [run_lib.tensorboard(run)]),
             run_lib.EpochCheckpoint(run, state, history, training_weights=(
                 averaging.training_weights if averaging else contextlib.nullcontext)),
         ]
@@ -233,6 +234,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     )
     if run:
         run.write_metrics(history, **metrics)
+        run_lib.log_test_metrics(run, len(history), dict(
+            test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
     return dict(metrics, history=history)
 
 

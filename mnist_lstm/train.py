@@ -155,7 +155,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
             common_data.in_order(*splits["validation"], config.batch_size),
             loss=LOSS, metrics=METRICS,
             initial_epoch=first_epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-            callbacks=[run_lib.EpochTimer(), best, *extra_callbacks,
+            callbacks=[run_lib.EpochTimer(examples_per_epoch=len(train_labels)), best,
+                       *extra_callbacks, *filter(None, [run_lib.tensorboard(run)]),
                        run_lib.EpochCheckpoint(run, state, history)],
             verbose=run_lib.progress_verbosity() if verbose is None else verbose)
 
@@ -177,6 +178,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
     )
     if run:
         run.write_metrics(history, **metrics)
+        run_lib.log_test_metrics(run, len(history), dict(
+            test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
         report.plot_training_curves(history, run.file("curves.png"), title=_title(config, metrics))
     return dict(metrics, history=history)
 

@@ -32,6 +32,10 @@ Get the data and run (downloads the data when --data_path is left out):
   tar xvf simple-examples.tgz
   python -m ptb.ptb_word_lm --data_path=simple-examples/data/ --model small
 
+--rnn_cell gru or simple_rnn trains the same recipe with another recurrent
+layer (docs/RESULTS.md compares the three). A run folder (--save_path) is then
+a tool: python -m ptb.score, ptb.generate and ptb.next_word read it.
+
 On several GPUs or machines the same command splits each window's 20 streams
 among the replicas, and each replica carries its own streams' LSTM state
 (`make_steps`; README, Scaling up).
@@ -54,6 +58,7 @@ from common import strategy as strategy_lib
 from common import training
 from common.layers import ReplicaDropout
 from ptb import reader
+from ptb import report
 from ptb.window_lstm import WindowLSTM
 
 
@@ -71,6 +76,15 @@ class Config:
     lr_decay: float = 0.5  # learning rate *= lr_decay every epoch after epochs_at_full_lr
     batch_size: int = 20
     vocab_size: int = 10000
+    rnn_cell: str = "lstm"  # the recurrent layer: lstm (the tutorial's), gru or simple_rnn
+
+
+# The recurrent layers --rnn_cell chooses from, and the state each carries per layer.
+RNN_CELLS = {
+    "lstm": ("h", "c"),
+    "gru": ("h",),
+    "simple_rnn": ("h",),
+}
 
 
 # The tutorial's four configurations; each says only what differs from `small`.
@@ -92,6 +106,9 @@ PRESETS = {
 # exactly the same number as the tutorial's one word at a time, much faster.
 EVAL_WINDOW = 200
 
+# In the run folder beside model.keras: the words in id order.
+VOCABULARY = "vocabulary.json"
+
 
 def learning_rate_for_epoch(config, epoch):
     """The tutorial's schedule; `epoch` counts from 0."""
@@ -108,7 +125,10 @@ def perplexity(loss_per_word):
 
 
 def load_data(data_path, config):
-    """Word ids of the three splits as windowed datasets, plus the raw test ids."""
+    """Word ids of the three splits as windowed datasets, the raw test ids, and the
+    vocabulary (the words in id order)."""
+    if data_path is None:
+        data_path = reader.download_ptb()
     train_ids, valid_ids, test_ids, vocab_size = reader.ptb_raw_data(data_path)
     if vocab_size != config.vocab_size:
         raise cli.UserInputError(
@@ -119,9 +139,10 @@ def load_data(data_path, config):
         ids, config.batch_size, config.num_steps, name=name)
     # Checks that the test split is long enough for its own (batch 1) windows.
     reader.ptb_producer(test_ids, 1, 1, name="ptb.test.txt")
+    _, words = reader.ptb_vocabulary(data_path)
     return (windows(train_ids, "ptb.train.txt").prefetch(tf.data.AUTOTUNE),
             windows(valid_ids, "ptb.valid.txt").prefetch(tf.data.AUTOTUNE),
-            test_ids)
+            test_ids, words)
 
 
 # ----------------------------------------------------------------------------
@@ -150,46 +171,64 @@ def build_model(config, num_steps=None, window_lstm=False, seed=0):
         [words, state] -> embedding -> dropout -> [LSTM -> dropout] x num_layers
                        -> dense over the vocabulary -> [logits, final state]
 
-    `state` is a list of 2 * num_layers tensors [batch, hidden_size] (each
-    layer's h, then c; `zero_state` makes a fresh one). The training loop
+    `state` is a list of tensors [batch, hidden_size], each layer's in turn:
+    h and c for an LSTM, h for a GRU or a simple RNN (`config.rnn_cell`;
+    `zero_state` makes a fresh one). The training loop
     carries the final state of one window into the next, as the tutorial fed
     `final_state` back through its `feed_dict`; nothing is kept inside the
     model, so one model serves any batch size and any number of replicas.
     `num_steps=None` accepts windows of any length. `window_lstm=True` uses the
     CPU-only `WindowLSTM` (same weights, same function, faster on a CPU; needs
-    `num_steps`) instead of keras.layers.LSTM.
+    `num_steps`) instead of keras.layers.LSTM; it applies to LSTMs only.
+
+    Every cell keeps Keras' defaults where they select cuDNN on a GPU (LSTM
+    and GRU; Keras has no cuDNN path for SimpleRNN).
     """
+    if config.rnn_cell not in RNN_CELLS:
+        raise ValueError(f"rnn_cell={config.rnn_cell!r}: choose one of {', '.join(RNN_CELLS)}.")
     init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale, seed=seed)
     dropout_rate = 1.0 - config.keep_prob
+    state_parts = RNN_CELLS[config.rnn_cell]
     words = keras.Input(shape=(num_steps,), dtype="int32", name="words")
-    state = [keras.Input(shape=(config.hidden_size,), name=f"lstm_{layer}_{part}")
-             for layer in range(config.num_layers) for part in ("h", "c")]
+    state = [keras.Input(shape=(config.hidden_size,), name=f"{config.rnn_cell}_{layer}_{part}")
+             for layer in range(config.num_layers) for part in state_parts]
     x = keras.layers.Embedding(config.vocab_size, config.hidden_size,
                                embeddings_initializer=init, name="embedding")(words)
     # A Dropout layer on [batch, time, units] draws a fresh mask for every time
     # step, as the tutorial does (LSTM(dropout=...) would reuse one mask); the
     # replicas draw masks of their own (common/layers.py).
     x = ReplicaDropout(dropout_rate, seed=seed + 1)(x)
-    lstm = WindowLSTM if window_lstm else keras.layers.LSTM
     final_state = []
     for layer in range(config.num_layers):
-        x, h, c = lstm(
-            config.hidden_size, return_sequences=True, return_state=True,
-            kernel_initializer=init, recurrent_initializer=init,
-            # The tutorial's BasicLSTMCell: zero biases, forget_bias=0.0.
-            bias_initializer="zeros", unit_forget_bias=False,
-            name=f"lstm_{layer}")(x, initial_state=state[2 * layer:2 * layer + 2])
-        final_state += [h, c]
+        layer_state = state[len(state_parts) * layer:len(state_parts) * (layer + 1)]
+        x, *layer_state = recurrent_layer(config, layer, init, window_lstm)(
+            x, initial_state=layer_state)
+        final_state += layer_state
         x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer)(x)
     # float32 even under --mixed_precision: the softmax over 10,000 words needs its range.
     logits = keras.layers.Dense(config.vocab_size, kernel_initializer=init,
                                 bias_initializer=init, dtype="float32", name="softmax")(x)
-    return keras.Model([words, *state], [logits, *final_state], name="ptb_lstm")
+    return keras.Model([words, *state], [logits, *final_state], name=f"ptb_{config.rnn_cell}")
+
+
+def recurrent_layer(config, layer, init, window_lstm=False):
+    """Layer `layer` of the stack, of the kind `config.rnn_cell` names."""
+    common_args = dict(units=config.hidden_size, return_sequences=True, return_state=True,
+                       kernel_initializer=init, recurrent_initializer=init,
+                       # The tutorial's BasicLSTMCell starts its biases at zero.
+                       bias_initializer="zeros", name=f"{config.rnn_cell}_{layer}")
+    if config.rnn_cell == "lstm":
+        lstm = WindowLSTM if window_lstm else keras.layers.LSTM
+        return lstm(unit_forget_bias=False, **common_args)  # the tutorial: forget_bias=0.0
+    if config.rnn_cell == "gru":
+        return keras.layers.GRU(**common_args)
+    return keras.layers.SimpleRNN(**common_args)
 
 
 def zero_state(config, batch_size):
     """The state every epoch (and the test stream) starts from."""
-    return [tf.zeros([batch_size, config.hidden_size]) for _ in range(2 * config.num_layers)]
+    state_size = len(RNN_CELLS[config.rnn_cell]) * config.num_layers
+    return [tf.zeros([batch_size, config.hidden_size]) for _ in range(state_size)]
 
 
 @keras.saving.register_keras_serializable(package="ptb")
@@ -206,11 +245,15 @@ def sequence_loss(targets, logits):
     return keras.ops.sum(per_word, axis=-1)
 
 
-def uses_cpu_speedups(strategy):
-    """WindowLSTM and XLA (see cpu_only) on one CPU replica only: with several
-    replicas the step reads variables mirrored on other devices, which XLA
-    cannot reach, so there the model is the plain Keras one."""
-    return cpu_only() and strategy.num_replicas_in_sync == 1
+def uses_cpu_speedups(strategy, config):
+    """WindowLSTM and XLA (see cpu_only) on one CPU replica, for the LSTM only.
+
+    With several replicas the step reads variables mirrored on other devices,
+    which XLA cannot reach. Keras' GRU and SimpleRNN run their time steps as a
+    while loop, which XLA made slower here (docs/RESULTS.md), and WindowLSTM
+    is an LSTM. Everywhere else the model is the plain Keras one.
+    """
+    return cpu_only() and strategy.num_replicas_in_sync == 1 and config.rnn_cell == "lstm"
 
 
 def build_training_model(config, strategy, seed=0):
@@ -220,7 +263,7 @@ def build_training_model(config, strategy, seed=0):
     global norm (training.apply_gradients explains the division).
     """
     model = build_model(config, num_steps=config.num_steps,
-                        window_lstm=uses_cpu_speedups(strategy), seed=seed)
+                        window_lstm=uses_cpu_speedups(strategy, config), seed=seed)
     compile_for_training(model, config)
     return model
 
@@ -255,7 +298,7 @@ def make_steps(model, config, strategy, jit_compile=None):
     jit_compile: XLA or not; None decides by `uses_cpu_speedups`.
     """
     if jit_compile is None:
-        jit_compile = uses_cpu_speedups(strategy)
+        jit_compile = uses_cpu_speedups(strategy, config)
     rows_per_replica = config.batch_size // strategy.num_replicas_in_sync
 
     def replica_rows(window):
@@ -287,8 +330,10 @@ def make_steps(model, config, strategy, jit_compile=None):
             return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), state
         return step
 
+    replica_zero_state = tf.function(lambda: zero_state(config, rows_per_replica))
+
     def initial_state():
-        return strategy.run(tf.function(lambda: zero_state(config, rows_per_replica)))
+        return strategy.run(replica_zero_state)
 
     return distributed(replica_train_step), distributed(replica_eval_step), initial_state
 
@@ -315,35 +360,42 @@ def run_epoch(step, initial_state, windows, config, progress=None):
 # Evaluation
 
 
-def _summed_loss(model, inputs, targets, state):
-    """Total loss of one batch-1 window, and the state after it."""
+def _log_probs(model, inputs, targets, state):
+    """log p(target) of every word of a window, and the state after it."""
     logits, *state = model([inputs, *state], training=False)
-    return tf.reduce_sum(sequence_loss(targets, logits)), state
+    return -keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True), state
 
 
-# Traced once per model and window length; XLA-compiled where it pays (CPU).
-_SUMMED_LOSS = {jit: tf.function(_summed_loss, jit_compile=jit, reduce_retracing=True)
-                for jit in (False, True)}
+# Traced once per model and window shape; XLA-compiled where it pays (CPU, LSTM).
+LOG_PROBS = {jit: tf.function(_log_probs, jit_compile=jit, reduce_retracing=True)
+             for jit in (False, True)}
+
+
+def stream_log_probs(model, config, ids, window=EVAL_WINDOW):
+    """log p(ids[i + 1] | ids[0..i]) for every i: `ids` read as one continuous stream.
+
+    The state starts at zero and is carried from window to window, so every
+    word after the first is predicted from everything before it, exactly as
+    the tutorial's batch_size=1, num_steps=1 evaluation; longer windows give
+    the same numbers, faster. Runs on this process's first device, outside any
+    strategy. Returns a float64 numpy array of len(ids) - 1.
+    """
+    log_probs = LOG_PROBS[uses_cpu_speedups(tf.distribute.get_strategy(), config)]
+    ids = np.asarray(ids, dtype=np.int32)
+    state = zero_state(config, 1)
+    pieces = []
+    for start in range(0, len(ids) - 1, window):
+        stop = min(start + window, len(ids) - 1)
+        piece, state = log_probs(model, ids[None, start:stop], ids[None, start + 1:stop + 1],
+                                 state)
+        pieces.append(piece.numpy()[0])
+    return np.concatenate(pieces).astype(np.float64)
 
 
 def evaluate_stream(model, config, ids, window=EVAL_WINDOW):
-    """Perplexity of `model` over `ids`, read as one continuous stream (batch 1).
-
-    Every word after the first is predicted from everything before it, exactly
-    as the tutorial's batch_size=1, num_steps=1 evaluation; the state carried
-    from window to window makes longer windows give the same number. Runs on
-    this process's first device, outside any strategy.
-    """
-    summed_loss = _SUMMED_LOSS[cpu_only()]
-    ids = np.asarray(ids, dtype=np.int32)
-    state = zero_state(config, 1)
-    total_loss = 0.0
-    for start in range(0, len(ids) - 1, window):
-        stop = min(start + window, len(ids) - 1)
-        loss, state = summed_loss(model, ids[None, start:stop], ids[None, start + 1:stop + 1],
-                                  state)
-        total_loss += float(loss)
-    return perplexity(total_loss / (len(ids) - 1))
+    """Perplexity of `model` over `ids` read as one stream (`stream_log_probs`):
+    the tutorial's test perplexity."""
+    return perplexity(-stream_log_probs(model, config, ids, window).mean())
 
 
 def print_progress(epoch, num_windows, config, learning_rate):
@@ -383,7 +435,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
                     data_path=run_lib.data_setting(data_path))
     run = run_lib.open_run(save_path, "ptb", settings, restart, strategy)
     keras.utils.set_random_seed(seed)
-    train_data, valid_data, test_ids = load_data(data_path, config)
+    train_data, valid_data, test_ids, words = load_data(data_path, config)
     if steps_per_epoch:
         train_data = train_data.take(steps_per_epoch)
     num_windows = int(train_data.cardinality())
@@ -397,6 +449,10 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     train_step, eval_step, initial_state = make_steps(model, config, strategy)
     state = run_lib.TrainingState(run, model)
     epochs_done, history = run_lib.resume(run, state)
+    tensorboard = run_lib.tensorboard(run)  # the curves, as Keras' fit would write them
+    if tensorboard:
+        tensorboard.set_model(model)
+        tensorboard.on_train_begin()
 
     for epoch in range(epochs_done, config.epochs):
         learning_rate = learning_rate_for_epoch(config, epoch)
@@ -418,7 +474,14 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
             # metrics.json first: after a crash between the two writes, resuming
             # keeps only the epochs that the latest complete checkpoint holds.
             run.write_metrics(history)
+            report.plot_perplexity(history, run.file("perplexity.png"), title=run_title(config))
+            tensorboard.on_epoch_end(epoch, dict(
+                loss=train_loss, perplexity=history[-1]["train_perplexity"],
+                val_loss=valid_loss, val_perplexity=history[-1]["valid_perplexity"],
+                words_per_second=history[-1]["words_per_second"]))
         state.save(epoch + 1)
+    if tensorboard:
+        tensorboard.on_train_end()
 
     start = time.perf_counter()
     eval_model = build_eval_model(config, model)
@@ -429,9 +492,17 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     metrics = dict(history=history, test_perplexity=test_perplexity)
     if run:
         run_lib.save_model(eval_model, run.file("model.keras"))
+        run_lib.write_json(run.file(VOCABULARY), words)  # for ptb.score, generate, next_word
+        run_lib.log_test_metrics(run, len(history), dict(test_perplexity=test_perplexity))
+        report.plot_perplexity(history, run.file("perplexity.png"), title=(
+            f"{run_title(config)}; test perplexity {test_perplexity:.2f}"))
         run.write_metrics(history, test_perplexity=test_perplexity, test_seconds=test_seconds,
                           training_seconds=sum(epoch["seconds"] for epoch in history))
     return metrics
+
+
+def run_title(config):
+    return f"PTB {config.rnn_cell}, {config.num_layers} x {config.hidden_size} units"
 
 
 def build_eval_model(config, trained_model):
@@ -449,8 +520,15 @@ def load_trained_model(save_path):
     if settings is None or not os.path.isfile(path):
         raise cli.UserInputError(f"--save_path={save_path}: no model.keras there; train "
                                  "with python -m ptb.ptb_word_lm --save_path first.")
-    config = Config(**{field.name: settings[field.name] for field in dataclasses.fields(Config)})
-    return keras.saving.load_model(path), config
+    # Runs from before --rnn_cell existed lack that field: theirs is the default.
+    config = Config(**{field.name: settings[field.name] for field in dataclasses.fields(Config)
+                       if field.name in settings})
+    try:
+        model = keras.saving.load_model(path)
+    except Exception as error:  # Keras raises many types for a broken archive
+        raise cli.UserInputError(f"{path}: not a loadable Keras model ({type(error).__name__}); "
+                                 "train again with --restart")
+    return model, config
 
 
 # ----------------------------------------------------------------------------
@@ -464,10 +542,14 @@ def define_flags():
     cli.define_run_flags(
         data_path_help="Folder with ptb.{train,valid,test}.txt; downloaded into the Keras "
                        "cache when left out.",
-        default_run_folder="runs/ptb/<model>", epochs_default=None,
+        default_run_folder="runs/ptb/<model>[_<rnn_cell>]", epochs_default=None,
         epochs_help="Epochs in all; overrides the preset's (the tutorial's max_max_epoch).")
     flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     flags.DEFINE_enum("model", "small", list(PRESETS), "Which preset to train.")
+    flags.DEFINE_enum("rnn_cell", "lstm", list(RNN_CELLS), "The recurrent layer; the "
+                      "presets are the tutorial's LSTM ones, their other settings kept.")
+    flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate; overrides the "
+                       "preset's (the tutorial's learning_rate).")
     flags.DEFINE_integer("steps_per_epoch", None, "Train only this many windows per epoch "
                          "(for quick looks; the perplexities are then not the tutorial's).")
 
@@ -479,9 +561,15 @@ def main(argv):
     config = PRESETS[FLAGS.model]
     if FLAGS.epochs is not None:
         config = dataclasses.replace(config, epochs=FLAGS.epochs)
+    if FLAGS.learning_rate is not None:
+        if not FLAGS.learning_rate > 0:
+            raise cli.UserInputError(f"--learning_rate={FLAGS.learning_rate}: must be above 0")
+        config = dataclasses.replace(config, learning_rate=FLAGS.learning_rate)
+    config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell)
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    save_path = FLAGS.save_path or os.path.join("runs", "ptb", FLAGS.model)
+    run_name = FLAGS.model if FLAGS.rnn_cell == "lstm" else f"{FLAGS.model}_{FLAGS.rnn_cell}"
+    save_path = FLAGS.save_path or os.path.join("runs", "ptb", run_name)
     train_and_evaluate(config, FLAGS.data_path, strategy, save_path=save_path,
                        seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch,
                        restart=FLAGS.restart)

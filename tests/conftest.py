@@ -65,8 +65,9 @@ def read_metrics(run_folder):
 
 def timing_free(history):
     """The per-epoch history without the wall-clock entries, which vary run to run."""
-    return [{key: value for key, value in epoch.items()
-             if key not in ("seconds", "words_per_second")} for epoch in history]
+    timings = ("seconds", "words_per_second", "examples_per_second")
+    return [{key: value for key, value in epoch.items() if key not in timings}
+            for epoch in history]
 
 
 def killed_and_rerun_like_uninterrupted(command_for, tmp_path, epochs):
@@ -110,3 +111,18 @@ def kill_after_first_epoch(command, run_folder, timeout=300):
     process.send_signal(signal.SIGKILL)
     process.wait()
     return epochs_in_checkpoint(run_folder)
+
+
+def tensorboard_summaries(log_dir):
+    """{"<subfolder>/<tag>": [(step, value), ...]} of the event files under a run's
+    tensorboard/ folder: scalars as floats, text as str."""
+    import tensorflow as tf
+    summaries = {}
+    for event_file in sorted(pathlib.Path(log_dir).glob("*/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                item = array.item().decode() if array.dtype == object else float(array)
+                summaries.setdefault(f"{event_file.parent.name}/{value.tag}", []).append(
+                    (event.step, item))
+    return summaries

@@ -33,6 +33,10 @@ ENTRY_POINTS = {
         "missing data folder": ([f"--data_path={MISSING}"], None,
                                 f"--data_path={MISSING}: no such folder"),
         "epochs out of range": (["--epochs=0"], None, "--epochs=0: must be at least 1"),
+        "cell out of range": (["--rnn_cell=lstm2"], None,
+                              "flag --rnn_cell=lstm2: value should be one of <lstm|gru|simple_rnn>"),
+        "learning rate out of range": (["--learning_rate=0"], None,
+                                       "--learning_rate=0.0: must be above 0"),
     }),
     "ptb.benchmark": dict(COMMON_CASES, **{
         "preset out of range": (["--model=huge"], None, "flag --model=huge: value should be one of"),

@@ -187,7 +187,8 @@ config = dataclasses.replace(train.Config(), dataset="fashion_mnist", max_exampl
                              epochs=2, batch_size=64, dropout=0.0, max_shift=0)
 results = [train.train_and_evaluate(config, strategy, "{data_dir / 'fashion-mnist'}", verbose=0)
            for strategy in (ONE, TWO)]
-print(json.dumps([dict(history=[{{k: v for k, v in e.items() if k != "seconds"}}
+print(json.dumps([dict(history=[{{k: v for k, v in e.items()
+                                 if k not in ("seconds", "examples_per_second")}}
                                 for e in r["history"]],
                        test_accuracy=r["test_accuracy"], replicas=r["replicas"])
                   for r in results]))
@@ -205,7 +206,8 @@ config = dataclasses.replace(train.DEFAULTS, rnn="gru", max_examples=400, epochs
 reviews = data.load_data(config, "{data_dir / 'imdb'}")
 results = [train.train_and_evaluate(config, strategy, reviews=reviews, verbose=0)
            for strategy in (ONE, TWO)]
-print(json.dumps([dict(history=[{{k: v for k, v in e.items() if k != "seconds"}}
+print(json.dumps([dict(history=[{{k: v for k, v in e.items()
+                                 if k not in ("seconds", "examples_per_second")}}
                                 for e in r["history"]],
                        test_accuracy=r["test_accuracy"], test_loss=r["test_loss"])
                   for r in results]))

@@ -22,7 +22,8 @@ from imdb_sentiment import model as model_lib
 from imdb_sentiment import predict
 from imdb_sentiment import train
 from tests.conftest import (ROOT, assert_one_line_error, killed_and_rerun_like_uninterrupted,
-                            module_command, read_metrics, run_module, timing_free)
+                            module_command, read_metrics, run_module, tensorboard_summaries,
+                            timing_free)
 
 
 # Three reviews per class and split; "zebra" only in test, "mango" only in train.
@@ -286,7 +287,14 @@ def test_train_and_evaluate_saves_a_run_folder_and_reuses_it(tiny_acl_imdb, tmp_
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["seconds_per_epoch"] > 0
     assert sorted(path.name for path in save.iterdir()) == [
         "checkpoint", "history.csv", "metrics.json", "model.keras", "settings.json",
-        "vocabulary.json"]
+        "tensorboard", "vocabulary.json"]
+    summaries = tensorboard_summaries(save / "tensorboard")
+    assert [value for _, value in summaries["validation/epoch_accuracy"]] == pytest.approx(
+        [epoch["val_accuracy"] for epoch in metrics["history"]])
+    learning_rates = [value for _, value in summaries["train/epoch_learning_rate"]]
+    assert learning_rates == pytest.approx([config.learning_rate * config.lr_decay**epoch
+                                            for epoch in range(2)])
+    assert [step for step, _ in summaries["train/epoch_examples_per_second"]] == [0, 1]
     assert json.loads((save / "vocabulary.json").read_text())[:2] == ["", "[UNK]"]
     assert read_metrics(save)["settings"]["padding"] == "pre"
     # Same config again: nothing left to train; the same test numbers.

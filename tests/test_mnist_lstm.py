@@ -17,7 +17,7 @@ from common.strategy import get_strategy
 from mnist_lstm import data
 from mnist_lstm import train
 from tests.conftest import (killed_and_rerun_like_uninterrupted, module_command, read_metrics,
-                            run_module, timing_free)
+                            run_module, tensorboard_summaries, timing_free)
 
 TINY = train.Config(units=8, batch_size=16, epochs=1)
 
@@ -204,7 +204,15 @@ def test_saved_model_round_trip_gives_the_same_report(tmp_path):
     assert metrics["test_examples"] == 40 and metrics["epochs_run"] == 1
     assert sorted(path.name for path in save_path.iterdir()) == [
         "checkpoint", "curves.png", "history.csv", "metrics.json", "model.keras",
-        "predictions.png", "settings.json"]
+        "predictions.png", "settings.json", "tensorboard"]
+    summaries = tensorboard_summaries(save_path / "tensorboard")
+    for tag in ("train/epoch_loss", "train/epoch_accuracy", "train/epoch_learning_rate",
+                "train/epoch_examples_per_second", "validation/epoch_accuracy"):
+        assert [step for step, _ in summaries[tag]] == [0], tag
+    assert summaries["train/epoch_accuracy"][0][1] == pytest.approx(
+        metrics["history"][0]["accuracy"])
+    assert summaries["test/test_accuracy"] == [(0, pytest.approx(metrics["test_accuracy"]))]
+    assert '| units | 8 |' in summaries["train/settings"][0][1]
     saved = read_metrics(save_path)
     assert saved["test_accuracy"] == metrics["test_accuracy"]
     assert saved["tutorial"] == "mnist_lstm" and saved["settings"]["units"] == 8

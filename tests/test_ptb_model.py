@@ -143,13 +143,13 @@ def test_windowed_evaluation_equals_word_by_word():
 
 def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch):
     one_replica = tf.distribute.get_strategy()
-    assert ptb_word_lm.uses_cpu_speedups(one_replica)
+    assert ptb_word_lm.uses_cpu_speedups(one_replica, TINY)
     cpu_model = ptb_word_lm.build_training_model(TINY, one_replica)
     assert isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
     two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
     for cpu_only, strategy in ((False, one_replica), (True, two_replicas)):
         monkeypatch.setattr(ptb_word_lm, "cpu_only", lambda: cpu_only)
-        assert not ptb_word_lm.uses_cpu_speedups(strategy)  # no XLA: cuDNN cannot be compiled
+        assert not ptb_word_lm.uses_cpu_speedups(strategy, TINY)  # no XLA: cuDNN cannot be compiled
         model = ptb_word_lm.build_training_model(TINY, strategy)
         for layer in ("lstm_0", "lstm_1"):
             lstm = model.get_layer(layer)

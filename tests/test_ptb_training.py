@@ -101,6 +101,21 @@ def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
     assert ptb_word_lm.evaluate_stream(model, config, test_ids) == pytest.approx(
         metrics["test_perplexity"], rel=1e-6)
 
+    # The run folder is a tool: scoring the test file as one stream prints the
+    # trainer's own test perplexity; the next words of a real text, most likely first.
+    scored = run_module("ptb.score", f"--save_path={save_path}", data_dir / "ptb" / "ptb.test.txt")
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    lines = scored.stdout.strip().splitlines()
+    assert len(lines) == 1 + 3761 + 2 and lines[-2].startswith("0 of the words were outside")
+    assert lines[-1] == f"perplexity {metrics['test_perplexity']:.2f} over 82,429 words"
+    predicted = run_module("ptb.next_word", f"--save_path={save_path}", "--top_k=5", "the company")
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    rows = [line.split("\t") for line in predicted.stdout.strip().splitlines()]
+    vocabulary = json.loads((save_path / "vocabulary.json").read_text())
+    assert len(rows) == 5 and all(word in vocabulary for word, _ in rows)
+    probabilities = [float(p) for _, p in rows]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
+
     # The same folder with other settings: refused in one line, naming them.
     assert_one_line_error(
         run_module("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",

@@ -1,0 +1,104 @@
+"""A trained PTB model as a tool: what `score`, `generate` and `next_word` share.
+
+    lm = language_model.load("runs/ptb/small")   # a run folder of ptb_word_lm
+    ids, unknown = lm.encode("you say")
+    log_probs, state = lm.next_log_probs(ids)    # over the vocabulary, for the next word
+
+Text is read as the PTB files are: lower case, split on white space, a line
+ends in `<eos>`; a word outside the vocabulary becomes `<unk>`, and `encode`
+says which did. A new sentence starts from the zero state after an `<eos>`,
+the state the model sees after every sentence of its training stream.
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from common import cli
+from ptb import ptb_word_lm
+
+END_OF_SENTENCE = "<eos>"
+UNKNOWN = "<unk>"
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel:
+    model: keras.Model  # the trained weights, batch 1, windows of any length
+    config: ptb_word_lm.Config
+    words: tuple  # id -> word
+
+    @property
+    def word_to_id(self):
+        return {word: index for index, word in enumerate(self.words)}
+
+    def encode(self, text):
+        """(ids, unknown): the ids of the text's words, `<unk>` for the words
+        outside the vocabulary, which `unknown` lists."""
+        word_to_id = self.word_to_id
+        words = text.lower().split()
+        unknown = [word for word in words if word not in word_to_id]
+        if unknown and UNKNOWN not in word_to_id:
+            raise cli.UserInputError(f"{', '.join(unknown)}: not in the vocabulary, which has "
+                                     f"no {UNKNOWN} to stand for them")
+        return np.array([word_to_id.get(word, word_to_id.get(UNKNOWN)) for word in words],
+                        dtype=np.int32), unknown
+
+    def sentence_start(self):
+        """The state after an `<eos>`, and the log-probabilities of a sentence's first word."""
+        return self.next_log_probs([self.word_to_id[END_OF_SENTENCE]])
+
+    def next_log_probs(self, ids, state=None):
+        """(log p(word) for every word of the vocabulary, state) after reading
+        `ids` from `state` (the zero state when None)."""
+        if state is None:
+            state = ptb_word_lm.zero_state(self.config, 1)
+        ids = np.asarray(ids, dtype=np.int32)[None, :]
+        log_probs, state = _next_log_probs(self.model, ids, state)
+        return log_probs.numpy()[0].astype(np.float64), state
+
+
+@tf.function(reduce_retracing=True)
+def _next_log_probs(model, ids, state):
+    logits, *state = model([ids, *state], training=False)
+    return tf.nn.log_softmax(logits[:, -1]), state
+
+
+def load(save_path):
+    """The model that `python -m ptb.ptb_word_lm --save_path=save_path` trained."""
+    folder = pathlib.Path(save_path)
+    model, config = ptb_word_lm.load_trained_model(folder)
+    try:
+        words = tuple(json.loads((folder / ptb_word_lm.VOCABULARY).read_text()))
+    except (OSError, ValueError) as error:
+        raise cli.UserInputError(
+            f"--save_path={folder}: {ptb_word_lm.VOCABULARY} missing or unreadable "
+            f"({type(error).__name__}); run the trainer's command again: a finished run adds it")
+    if len(words) != config.vocab_size or END_OF_SENTENCE not in words:
+        raise cli.UserInputError(f"{folder / ptb_word_lm.VOCABULARY}: not the model's "
+                                 f"vocabulary of {config.vocab_size} words with "
+                                 f"{END_OF_SENTENCE}; train again with --restart")
+    return LanguageModel(model, config, words)
+
+
+def check_top_k(top_k, vocab_size):
+    """--top_k must name between 1 and all the words."""
+    if top_k is not None and not 1 <= top_k <= vocab_size:
+        raise cli.UserInputError(f"--top_k={top_k}: must be between 1 and the vocabulary's "
+                                 f"{vocab_size:,} words")
+
+
+def encode_context(lm, text, flag):
+    """The ids of `text`, which must hold at least one vocabulary word; `flag` names it
+    in errors. Unknown words become `<unk>`; the caller reports them."""
+    if not text or not text.strip():
+        raise cli.UserInputError(f"{flag}: empty; give at least one word")
+    ids, unknown = lm.encode(text)
+    if len(unknown) == len(ids):
+        raise cli.UserInputError(f"{flag}={text!r}: no word of it is in the vocabulary "
+                                 f"(unknown: {', '.join(unknown)}); PTB's words are lower "
+                                 "case, numbers are N")
+    return ids, unknown
