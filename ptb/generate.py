@@ -12,6 +12,8 @@ gets safer and more repetitive, above 1 more surprising. --top_k samples only
 among the k most likely words. The same --seed gives the same text.
 """
 
+import sys
+
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
 import numpy as np
@@ -77,10 +79,10 @@ def main(argv):
     lm = language_model.load(FLAGS.save_path)
     words = generate(lm, FLAGS.prime, FLAGS.length, FLAGS.temperature, FLAGS.top_k, FLAGS.seed)
     if FLAGS.prime is not None:
-        _, unknown = lm.encode(FLAGS.prime)
+        prime_ids, unknown = lm.encode(FLAGS.prime)
         if unknown:
-            print(f"note: read as {language_model.UNKNOWN}: {', '.join(unknown)}", flush=True)
-        words = FLAGS.prime.lower().split() + words
+            print(f"note: read as {language_model.UNKNOWN}: {', '.join(unknown)}", file=sys.stderr)
+        words = [lm.words[i] for i in prime_ids] + words  # the prime as the model read it
     print(as_text(words))
 
 

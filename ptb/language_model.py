@@ -4,9 +4,10 @@
     ids, unknown = lm.encode("you say")
     log_probs, state = lm.next_log_probs(ids)    # over the vocabulary, for the next word
 
-Text is read as the PTB files are: lower case, split on white space, a line
-ends in `<eos>`; a word outside the vocabulary becomes `<unk>`, and `encode`
-says which did. A new sentence starts from the zero state after an `<eos>`,
+Text is read as the PTB files are: split on white space, a line ends in
+`<eos>`; a word that is not in the vocabulary is tried in lower case (PTB is
+lower case, but for its number token N), and if still not found becomes
+`<unk>`, and `encode` says which did. A new sentence starts from the zero state after an `<eos>`,
 the state the model sees after every sentence of its training stream.
 """
 
@@ -39,7 +40,8 @@ class LanguageModel:
         """(ids, unknown): the ids of the text's words, `<unk>` for the words
         outside the vocabulary, which `unknown` lists."""
         word_to_id = self.word_to_id
-        words = text.lower().split()
+        # PTB is lower case but for N, its token for numbers: "The" is "the", "N" stays.
+        words = [word if word in word_to_id else word.lower() for word in text.split()]
         unknown = [word for word in words if word not in word_to_id]
         if unknown and UNKNOWN not in word_to_id:
             raise cli.UserInputError(f"{', '.join(unknown)}: not in the vocabulary, which has "

@@ -58,9 +58,10 @@ def plot_validation_curves(histories, path, title):
 
 
 def _finish(figure, axes, title, ylabel="perplexity"):
-    axes.set_yscale("log")
+    axes.set_yscale("log")  # early epochs are far above the rest
+    axes.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(8))  # round numbers, not decades
     axes.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axes.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
