@@ -12,6 +12,7 @@ gets safer and more repetitive, above 1 more surprising. --top_k samples only
 among the k most likely words. The same --seed gives the same text.
 """
 
+import math
 import sys
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
@@ -25,8 +26,8 @@ from ptb import language_model
 def generate(lm, prime=None, length=50, temperature=1.0, top_k=None, seed=0):
     """The `length` words sampled after `prime` (a string; None starts a fresh
     sentence), as a list of vocabulary words."""
-    if temperature <= 0:
-        raise cli.UserInputError(f"--temperature={temperature}: must be above 0")
+    if not 0 < temperature < math.inf:  # nan too
+        raise cli.UserInputError(f"--temperature={temperature}: must be a number above 0")
     if length < 1:
         raise cli.UserInputError(f"--length={length}: must be at least 1")
     language_model.check_top_k(top_k, len(lm.words))

@@ -7,8 +7,9 @@
 Text is read as the PTB files are: split on white space, a line ends in
 `<eos>`; a word that is not in the vocabulary is tried in lower case (PTB is
 lower case, but for its number token N), and if still not found becomes
-`<unk>`, and `encode` says which did. A new sentence starts from the zero state after an `<eos>`,
-the state the model sees after every sentence of its training stream.
+`<unk>`, and `encode` says which did. A new sentence starts from the zero state with an `<eos>`
+read: close to, not the same as, the state after a sentence in the training
+stream, which carries everything before it.
 """
 
 import dataclasses
@@ -41,8 +42,9 @@ class LanguageModel:
         outside the vocabulary, which `unknown` lists."""
         word_to_id = self.word_to_id
         # PTB is lower case but for N, its token for numbers: "The" is "the", "N" stays.
-        words = [word if word in word_to_id else word.lower() for word in text.split()]
-        unknown = [word for word in words if word not in word_to_id]
+        written = text.split()
+        words = [word if word in word_to_id else word.lower() for word in written]
+        unknown = [original for original, word in zip(written, words) if word not in word_to_id]
         if unknown and UNKNOWN not in word_to_id:
             raise cli.UserInputError(f"{', '.join(unknown)}: not in the vocabulary, which has "
                                      f"no {UNKNOWN} to stand for them")

@@ -371,16 +371,19 @@ LOG_PROBS = {jit: tf.function(_log_probs, jit_compile=jit, reduce_retracing=True
              for jit in (False, True)}
 
 
-def stream_log_probs(model, config, ids, window=EVAL_WINDOW):
+def stream_log_probs(model, config, ids, window=EVAL_WINDOW, jit_compile=None):
     """log p(ids[i + 1] | ids[0..i]) for every i: `ids` read as one continuous stream.
 
     The state starts at zero and is carried from window to window, so every
     word after the first is predicted from everything before it, exactly as
     the tutorial's batch_size=1, num_steps=1 evaluation; longer windows give
     the same numbers, faster. Runs on this process's first device, outside any
-    strategy. Returns a float64 numpy array of len(ids) - 1.
+    strategy. Returns a float64 numpy array of len(ids) - 1. jit_compile: XLA
+    or not; None decides by `uses_cpu_speedups`.
     """
-    log_probs = LOG_PROBS[uses_cpu_speedups(tf.distribute.get_strategy(), config)]
+    if jit_compile is None:
+        jit_compile = uses_cpu_speedups(tf.distribute.get_strategy(), config)
+    log_probs = LOG_PROBS[jit_compile]
     ids = np.asarray(ids, dtype=np.int32)
     state = zero_state(config, 1)
     pieces = []

@@ -76,13 +76,18 @@ def read_history(path):
     path = pathlib.Path(path)
     try:
         if path.is_dir():
-            return json.loads((path / run_lib.METRICS).read_text())["history"]
-        with open(path, newline="") as file:
-            return [{key: float(value) for key, value in row.items()}
-                    for row in csv.DictReader(file)]
-    except (OSError, ValueError, KeyError) as error:
-        raise cli.UserInputError(f"{path}: no readable per-epoch history ({type(error).__name__});"
-                                 " give a run folder or its history.csv")
+            history = json.loads((path / run_lib.METRICS).read_text())["history"]
+        else:
+            with open(path, newline="") as file:
+                history = [{key: float(value) for key, value in row.items()}
+                           for row in csv.DictReader(file)]
+        if not all({"epoch", "valid_perplexity"} <= set(epoch) for epoch in history):
+            raise KeyError("valid_perplexity")  # not a PTB run
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise cli.UserInputError(f"{path}: no readable PTB per-epoch history "
+                                 f"({type(error).__name__}); give a PTB run folder or its "
+                                 "history.csv")
+    return history
 
 
 FLAGS = flags.FLAGS

@@ -18,7 +18,9 @@ then how many words were outside the vocabulary (read as <unk>), and last
 By default the input is one stream, the state carried across lines, exactly as
 the trainer evaluates the test set: scoring ptb.test.txt prints the trainer's
 own test perplexity, and the very first word is not scored (nothing precedes
-it). --reset_each_sentence scores each line on its own, from the state after
+it). (Exactly so for text in PTB's form: every line ends in a newline, every
+word is in the vocabulary. The trainer's reader drops unknown words, where the
+scorer reads them as <unk>.) --reset_each_sentence scores each line on its own, from the state after
 an <eos>, so every word of it is scored and the order of lines does not matter.
 """
 
@@ -63,8 +65,9 @@ def score_sentences(lm, sentences, reset_each_sentence=False):
         unknown += sentence_unknown
     if reset_each_sentence:
         # Each from a fresh state after <eos>: that <eos> is read, not scored.
-        log_probs = [ptb_word_lm.stream_log_probs(lm.model, lm.config, np.append(eos, ids))
-                     for ids in encoded]
+        # Without XLA: it would compile again for every new sentence length.
+        log_probs = [ptb_word_lm.stream_log_probs(lm.model, lm.config, np.append(eos, ids),
+                                                  jit_compile=False) for ids in encoded]
     else:
         # One stream; the first word has no log-probability, the others belong to
         # the sentence they end in.
@@ -109,15 +112,14 @@ def read_sentences(argv):
         raise cli.UserInputError(f"one file to score, not {len(argv) - 1} "
                                  f"({' '.join(argv[1:])}); use - for stdin")
     name = argv[1] if len(argv) == 2 else "-"
-    if name == "-":
-        text, source = sys.stdin.read(), "stdin"
-    else:
-        try:
-            text, source = pathlib.Path(name).read_text(encoding="utf-8"), name
-        except (OSError, UnicodeDecodeError) as error:
-            reason = getattr(error, "strerror", None) or type(error).__name__
-            raise cli.UserInputError(f"{name}: cannot read it ({reason}); give a UTF-8 text "
-                                     "file with one sentence per line, or - for stdin")
+    source = "stdin" if name == "-" else name
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else pathlib.Path(name).read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise cli.UserInputError(f"{source}: cannot read it ({reason}); give a UTF-8 text "
+                                 "file with one sentence per line, or - for stdin")
     if not text.split():
         raise cli.UserInputError(f"{source}: no words to score; give one sentence per line")
     return text.splitlines()

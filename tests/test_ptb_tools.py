@@ -105,6 +105,9 @@ def test_report_compares_runs_and_refuses_a_bad_argument(tiny_run, tmp_path):
     assert [e["valid_perplexity"] for e in histories[0]] == pytest.approx(
         [e["valid_perplexity"] for e in histories[1]])
     assert_one_line_error(run_module("ptb.report", str(run)), "write label=path")
+    (tmp_path / "mnist.csv").write_text("epoch,accuracy\n1,0.9\n")  # not a PTB history
+    with pytest.raises(UserInputError, match="mnist.csv: no readable PTB per-epoch history"):
+        report.read_history(tmp_path / "mnist.csv")
 
 
 # ----------------------------------------------------------------------------
@@ -168,7 +171,7 @@ def test_score_cli_prints_a_row_per_line_and_the_perplexity(tiny_run, tmp_path):
     result = run_module("ptb.score", f"--save_path={run}", "--reset_each_sentence",
                         stdin="w1 w2 Zebra\nw3 aardvark zebra\n")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "3 of the words were outside the vocabulary and read as <unk>: aardvark, zebra" \
+    assert "3 of the words were outside the vocabulary and read as <unk>: Zebra, aardvark, zebra" \
         in result.stdout
     assert result.stdout.strip().splitlines()[-1].endswith("over 8 words")
 
@@ -243,9 +246,9 @@ BAD_INPUTS = [
     ("ptb.score", ["--save_path={empty}", "-"], "--save_path={empty}: no model.keras"),
     ("ptb.generate", ["--save_path={run}", "--prime="], "--prime: empty"),
     ("ptb.generate", ["--save_path={run}", "--prime=zebra Aardvark"],
-     "no word of it is in the vocabulary (unknown: zebra, aardvark)"),
+     "no word of it is in the vocabulary (unknown: zebra, Aardvark)"),
     ("ptb.generate", ["--save_path={run}", "--temperature=0"],
-     "--temperature=0.0: must be above 0"),
+     "--temperature=0.0: must be a number above 0"),
     ("ptb.next_word", ["--save_path={run}", "--top_k=0", "w1"], "--top_k=0: must be between 1"),
     ("ptb.next_word", ["--save_path={run}", "--top_k=41", "w1"], "--top_k=41: must be between 1"),
     ("ptb.score", ["--save_path={run}", "{missing}"], "{missing}: cannot read it"),
@@ -321,3 +324,5 @@ def test_a_prime_of_unknown_words_is_refused_naming_them(tiny_run):
     lm = language_model.load(tiny_run[0])
     with pytest.raises(UserInputError, match=r"unknown: zebra\)"):
         generate.generate(lm, prime="zebra")
+    with pytest.raises(UserInputError, match="--temperature=nan: must be a number above 0"):
+        generate.generate(lm, temperature=float("nan"))
