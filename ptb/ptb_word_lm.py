@@ -240,9 +240,32 @@ def sequence_loss(targets, logits):
     would make every step num_steps times smaller: training is then that much
     slower and ends far above the tutorial's perplexities.
     """
-    per_word = keras.losses.sparse_categorical_crossentropy(
-        targets, keras.ops.cast(logits, "float32"), from_logits=True)
-    return keras.ops.sum(per_word, axis=-1)
+    return keras.ops.sum(word_losses(targets, logits), axis=-1)
+
+
+def word_losses(targets, logits):
+    """-log softmax(logits)[target] of every word: sparse softmax cross-entropy."""
+    # float32 even under --mixed_precision: the softmax over 10,000 words needs its range.
+    return _word_losses(tf.cast(targets, tf.int32), tf.cast(logits, tf.float32))
+
+
+@tf.custom_gradient
+def _word_losses(targets, logits):
+    # The gradient, softmax - one_hot(target), written out so that it takes one
+    # pass over the [words x vocabulary] logits, in the backward pass.
+    # TensorFlow's kernel writes it out in the forward pass and the backward
+    # pass then scales it: two more passes over 16 MB for `small`. The output
+    # layer and loss, forward and backward under XLA: 43.7 ms with that kernel,
+    # 39.0 ms with this (AMD EPYC Zen 3, 2026-11-23; docs/RESULTS.md).
+    log_normaliser = tf.reduce_logsumexp(logits, axis=-1)
+    target_logits = tf.gather(logits, targets, axis=-1, batch_dims=targets.shape.rank)
+
+    def gradient(upstream):
+        softmax = tf.exp(logits - log_normaliser[..., None])
+        one_hot = tf.one_hot(targets, tf.shape(logits)[-1], dtype=logits.dtype)
+        return None, (softmax - one_hot) * upstream[..., None]
+
+    return log_normaliser - target_logits, gradient
 
 
 def uses_cpu_speedups(strategy, config):
@@ -363,7 +386,7 @@ def run_epoch(step, initial_state, windows, config, progress=None):
 def _log_probs(model, inputs, targets, state):
     """log p(target) of every word of a window, and the state after it."""
     logits, *state = model([inputs, *state], training=False)
-    return -keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True), state
+    return -word_losses(targets, logits), state
 
 
 # Traced once per model and window shape; XLA-compiled where it pays (CPU, LSTM).

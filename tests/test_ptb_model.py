@@ -79,6 +79,33 @@ def test_sequence_loss_sums_over_time_and_averages_over_batch():
     assert float(loss) == pytest.approx(4 * per_word.mean(), rel=1e-5)  # num_steps x per-word
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_word_losses_and_their_gradient_are_keras_cross_entropys(jit_compile):
+    rng = np.random.default_rng(4)
+    targets = tf.constant(rng.integers(0, 50, (3, 5)), tf.int32)
+    logits = tf.constant(5 * rng.standard_normal((3, 5, 50)), tf.float32)  # peaked softmaxes
+    upstream = tf.constant(rng.standard_normal((3, 5)), tf.float32)
+
+    def losses_and_gradient(loss_fn):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            losses = loss_fn(targets, logits)
+            weighted = tf.reduce_sum(losses * upstream)
+        return losses, tape.gradient(weighted, logits)
+
+    keras_loss = lambda t, x: keras.losses.sparse_categorical_crossentropy(  # noqa: E731
+        t, x, from_logits=True)
+    ours = tf.function(lambda: losses_and_gradient(ptb_word_lm.word_losses),
+                       jit_compile=jit_compile)()
+    expected = losses_and_gradient(keras_loss)
+    for actual, wanted in zip(ours, expected):
+        np.testing.assert_allclose(actual.numpy(), wanted.numpy(), rtol=1e-5, atol=1e-6)
+    # float16 logits (--mixed_precision on a GPU) are scored in float32.
+    half = ptb_word_lm.word_losses(targets, tf.cast(logits, tf.float16))
+    assert half.dtype == tf.float32
+    np.testing.assert_allclose(half.numpy(), expected[0].numpy(), rtol=1e-2)
+
+
 def test_window_lstm_matches_keras_lstm_values_gradients_and_state():
     rng = np.random.default_rng(1)
     inputs = tf.constant(rng.standard_normal((4, 7, 5)), tf.float32)
