@@ -25,18 +25,31 @@ H by V. Evaluation is the forward third of that. For `small` this is 15.8
 MFLOP per word, 6.3 GFLOP per training window of 400 words; the 200 x 10,000
 output layer is three quarters of it.
 
-Where the time goes (a TensorFlow profile of 40 training windows, small
-preset, 2026-11-22; docs/RESULTS.md has the numbers): the plain Keras stack
-does 243 matrix products per window: 3 the output layer's large ones, 240 the
-LSTM's small per-step ones (a [20 x 200] by [200 x 800] product or one of its
-gradients; two forward and four backward per step and layer). The rest was
-hundreds of small element-wise operations (the LSTM gates, the softmax, the
-gradient clipping's squares). Hence `WindowLSTM` (87 products per window) and
-XLA (fuses the small operations). `--profile` prints such a profile (per
-operation type) for both paths; `--breakdown` times the parts in isolation.
+Where the time goes. A profile of the plain Keras stack (40 training windows,
+small preset, 2026-11-22; docs/RESULTS.md) found 243 matrix products per
+window: 3 the output layer's large ones, 240 the LSTM's small per-step ones (a
+[20 x 200] by [200 x 800] product or one of its gradients; two forward and four
+backward per step and layer), and hundreds of small element-wise operations
+(the LSTM gates, the softmax, the gradient clipping's squares). Hence
+`WindowLSTM` (87 products per window) and XLA (fuses the small operations).
+A profile of the compiled step itself (2026-11-23, AVX2 EPYC) then found the
+output layer's three products and the softmax around them at about half of the
+step, and the system's page faults on freshly allocated buffers at 15,272 per
+window (54 ms of system CPU time): hence TensorFlow's BFC allocator
+(common/__init__.py) and the cross-entropy's gradient written out
+(ptb_word_lm.word_losses). `--profile` prints such profiles (per operation,
+the compiled step's XLA operations included); every training line gives the
+page faults and system CPU time per window; `--breakdown` times the parts in
+isolation.
+
+MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
+this machine (on the AVX2 EPYC numpy's BLAS reached 160-187 GFLOP/s,
+TensorFlow's 123-137), so that a slow framework kernel does not flatter it.
 """
 
 import glob
+import os
+import resource
 import time
 
 import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
@@ -102,21 +115,31 @@ def train_windows(trainer, config, windows):
 
 
 def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
-    """{name: (best, median) words/s} over `calls` passes over `steps` windows each.
+    """{name: (best, median, faults, system_ms)} over `calls` passes over `steps`
+    windows each: words/s, and the page faults and milliseconds of system CPU
+    time per window (this process's, over the timed passes).
 
     The trainers take turns, pass by pass, so that the machine's slow phases
     (docs/RESULTS.md) fall on all of them alike; warm-up passes are not timed.
     """
     windows = random_windows(config, steps)
     rates = {name: [] for name in trainers}
+    faults = {name: 0 for name in trainers}
+    system_seconds = {name: 0.0 for name in trainers}
     for call in range(warmup_calls + calls):
         for name, trainer in trainers.items():
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             train_windows(trainer, config, windows)
+            seconds = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_SELF)
             if call >= warmup_calls:
-                words = steps * config.batch_size * config.num_steps
-                rates[name].append(words / (time.perf_counter() - start))
-    return {name: (max(r), float(np.median(r))) for name, r in rates.items()}
+                rates[name].append(steps * config.batch_size * config.num_steps / seconds)
+                faults[name] += after.ru_minflt + after.ru_majflt - before.ru_minflt - before.ru_majflt
+                system_seconds[name] += after.ru_stime - before.ru_stime
+    timed_windows = calls * steps
+    return {name: (max(r), float(np.median(r)), faults[name] / timed_windows,
+                   1e3 * system_seconds[name] / timed_windows) for name, r in rates.items()}
 
 
 def evaluation_words_per_second(model, config, num_words):
@@ -187,15 +210,25 @@ def step_breakdown(config, repeats=10):
     return milliseconds
 
 
+# Profiler events that contain others (the executor's and XLA's wrappers, and
+# waits), left out so that each operation's time is counted once.
+CONTAINER_EVENTS = ("Process", "ExecutorState::", "CpuExecutable::", "ThunkExecutor::",
+                    "BlockUntilReady", "SlinkyThreadPool::", "ThreadpoolListener::", "end: ",
+                    "ExecutorDoneCallback")
+
+
 def operation_profile(trainer, config, windows=40, top=12):
-    """[(operation type, ms per window, calls per window)] of `windows` training
+    """[(operation, ms per window, calls per window)] of `windows` training
     windows under TensorFlow's profiler, most time first.
 
-    Times are summed over the executor's threads, which run operations side by
-    side, so they add up to more than the wall time. Under XLA the compiled
-    clusters appear as a whole.
+    Operations are TensorFlow's op types, or for a step compiled with XLA its
+    HLO operations (fusions and dots, numbered suffixes dropped), which XLA
+    reports only when started with --xla_cpu_enable_xprof_traceme (main sets
+    it for --profile). Times are summed over threads, which run operations
+    side by side, so they add up to more than the wall time.
     """
     import collections
+    import re
     import tempfile
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
@@ -210,29 +243,41 @@ def operation_profile(trainer, config, windows=40, top=12):
     picoseconds, calls = collections.Counter(), collections.Counter()
     for plane in space.planes:
         for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):  # the executor's op threads
+            # The executor's op threads, and the intra-op threads that run XLA's code.
+            if not (line.name.startswith("tf_Compute") or "Eigen" in line.name):
                 continue
             for event in line.events:
-                op_type = plane.event_metadata[event.metadata_id].name.split(":")[-1]
-                picoseconds[op_type] += event.duration_ps
-                calls[op_type] += 1
-    picoseconds.pop("Process", None)  # the executor's wrapper around each op
-    return [(op_type, ps / 1e9 / windows, calls[op_type] / windows)
-            for op_type, ps in picoseconds.most_common(top)]
+                name = plane.event_metadata[event.metadata_id].name
+                if name.startswith(CONTAINER_EVENTS):
+                    continue
+                operation = re.sub(r"([._]\d+)+$", "", name.split(":")[-1])
+                picoseconds[operation] += event.duration_ps
+                calls[operation] += 1
+    return [(operation, ps / 1e9 / windows, calls[operation] / windows)
+            for operation, ps in picoseconds.most_common(top)]
 
 
-def matmul_peak_gflops(size=2048, repeats=10):
-    """Best fp32 GFLOP/s of a size^3 matmul on this machine's default device."""
+def matmul_peaks_gflops(device, size=2048, repeats=10):
+    """{library: best fp32 GFLOP/s of a size^3 matrix product}: TensorFlow's on
+    `device`, and on a CPU also numpy's, whose BLAS is often the faster."""
+    def best_seconds(matmul):
+        matmul()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matmul()
+            best = min(best, time.perf_counter() - start)
+        return best
+
     a = tf.random.uniform((size, size))
     b = tf.random.uniform((size, size))
-    matmul = tf.function(lambda: tf.linalg.matmul(a, b))
-    matmul().numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul().numpy()  # .numpy() waits for the result: a sync point
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    tf_matmul = tf.function(lambda: tf.linalg.matmul(a, b))
+    # .numpy() waits for the result: a sync point.
+    seconds = {"TensorFlow": best_seconds(lambda: tf_matmul().numpy())}
+    if device == "CPU":
+        a_np, b_np = a.numpy(), b.numpy()
+        seconds["numpy"] = best_seconds(lambda: a_np @ b_np)
+    return {library: 2 * size**3 / s / 1e9 for library, s in seconds.items()}
 
 
 FLAGS = flags.FLAGS
@@ -253,7 +298,7 @@ def define_flags():
                          "(WindowLSTM, XLA), in turns with the others.")
     flags.DEFINE_boolean("breakdown", False, "Also time the parts of one step.")
     flags.DEFINE_boolean("profile", False, "Also print where a step's time goes, per "
-                         "operation type, for the plain stack and this package's (XLA off).")
+                         "operation, for the plain stack and this package's (compiled) step.")
 
 
 def main(argv):
@@ -262,32 +307,35 @@ def main(argv):
         cli.check_at_least(name, 1)
     cli.check_at_least("eval_words", 0)
     config = ptb_word_lm.PRESETS[FLAGS.model]
+    if FLAGS.profile:  # read when XLA first compiles, which is later
+        os.environ["XLA_FLAGS"] = " ".join(
+            [os.environ.get("XLA_FLAGS", ""), "--xla_cpu_enable_xprof_traceme=true"]).strip()
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
     training.use_mixed_precision(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.seed)
     device = "GPU" if tf.config.list_logical_devices("GPU") and FLAGS.num_gpus != 0 else "CPU"
     print(f"machine: {run_lib.describe_machine()}; TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
-    peak = matmul_peak_gflops()
+    peaks = matmul_peaks_gflops(device)
+    peak_library = max(peaks, key=peaks.get)
+    peak = peaks[peak_library]
     per_word = flops_per_word(config)
     print(f"preset {FLAGS.model}: {per_word / 1e6:.1f} MFLOP per trained word, "
           f"{per_word * config.batch_size * config.num_steps / 1e9:.2f} GFLOP per window; "
-          f"{device} fp32 matmul peak {peak:.0f} GFLOP/s")
+          f"{device} fp32 matmul peak {peak:.0f} GFLOP/s ({peak_library}'s; "
+          + ", ".join(f"{library} {gflops:.0f}" for library, gflops in peaks.items()) + ")")
 
     if FLAGS.breakdown:
         for name, milliseconds in step_breakdown(config).items():
             print(f"  {name:42s} {milliseconds:7.1f} ms per window (forward + backward)")
 
     if FLAGS.profile:
-        # This package's path without XLA: under XLA the step is one opaque cluster.
-        window_lstm = cpu_variant(config, strategy, window_lstm=ptb_word_lm.cpu_only(),
-                                  jit_compile=False)
         for name, profiled in (("plain Keras", build_trainer(config, strategy, plain=True)),
-                               ("WindowLSTM where it applies, XLA off", window_lstm)):
+                               ("this package", build_trainer(config, strategy))):
             print(f"profile ({name}), summed over threads, per window:")
             rows = operation_profile(profiled, config)
-            for op_type, milliseconds, calls in rows:
-                print(f"  {op_type:28s} {milliseconds:7.2f} ms  {calls:6.1f} calls")
+            for operation, milliseconds, calls in rows:
+                print(f"  {operation:28s} {milliseconds:7.2f} ms  {calls:6.1f} calls")
             if not rows:  # tiny models run their operations inline, unrecorded
                 print("  (no operations on the executor's threads to show)")
 
@@ -301,10 +349,11 @@ def main(argv):
     print(f"parameters: {model.count_params():,}")
     rates = training_words_per_second(trainers, config, FLAGS.steps, FLAGS.calls)
     best = rates["this package"][0]
-    for name, (name_best, name_median) in rates.items():
+    for name, (name_best, name_median, faults, system_ms) in rates.items():
         achieved = name_best * per_word / 1e9
         print(f"train ({name}): {name_best:6.0f} words/s best, {name_median:6.0f} median | "
-              f"{achieved:5.1f} GFLOP/s = {100 * achieved / peak:2.0f}% of peak (MFU)"
+              f"{achieved:5.1f} GFLOP/s = {100 * achieved / peak:2.0f}% of peak (MFU) | "
+              f"per window {faults:.0f} page faults, {system_ms:.1f} ms system time"
               + (f" | this package: {best / name_best:.2f}x" if name != "this package" else ""))
     if FLAGS.eval_words:
         words_per_second, seconds = evaluation_words_per_second(model, config, FLAGS.eval_words)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -139,4 +140,10 @@ def test_benchmark_prints_the_machine_and_its_speed_line():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "machine: " in result.stdout and "cores; TensorFlow" in result.stdout
     assert "train (this package): " in result.stdout and " words/s best, " in result.stdout
+    # MFU against the faster of TensorFlow's and numpy's matrix product, named.
+    peak = re.search(r"CPU fp32 matmul peak (\d+) GFLOP/s \((\w+)'s; TensorFlow (\d+), numpy (\d+)\)",
+                     result.stdout)
+    assert peak, result.stdout
+    assert int(peak[1]) == max(int(peak[3]), int(peak[4])) > 0
+    assert re.search(r"per window \d+ page faults, [\d.]+ ms system time", result.stdout)
     assert "eval (batch 1 stream): " in result.stdout
