@@ -11,6 +11,7 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar.
 | large  | 55     | 37.87 /  82.62 /  78.29       | not run (CPU only here)         |
 
 (this code: 2-core AMD EPYC VM with AVX-512, 2026-11-22, `--model small`, 31 minutes;
+again on an AVX2-only EPYC, 2026-11-23: 40.88 / 119.26 / 113.83 in 46 minutes;
 details in docs/RESULTS.md)
 
 Glossary (tutorial name -> field of `Config` where it differs):
