@@ -43,8 +43,8 @@ page faults and system CPU time per window; `--breakdown` times the parts in
 isolation.
 
 MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
-this machine (on the AVX2 EPYC numpy's BLAS reached 160-187 GFLOP/s,
-TensorFlow's 123-137), so that a slow framework kernel does not flatter it.
+this machine (on the AVX2 EPYC, 2026-11-23: numpy's BLAS 167 GFLOP/s,
+TensorFlow's 103), so that a slow framework kernel does not flatter it.
 """
 
 import glob
@@ -191,6 +191,13 @@ def step_breakdown(config, repeats=10):
         "sparse softmax cross-entropy": gradients(
             lambda: tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)),
             [logits]),
+        "output layer + Keras' cross-entropy, XLA": gradients(
+            lambda: tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+                targets, tf.matmul(hidden, kernel), from_logits=True)),
+            [hidden], [kernel], jit_compile=True),
+        "output layer + word_losses, XLA": gradients(
+            lambda: tf.reduce_sum(ptb_word_lm.word_losses(targets, tf.matmul(hidden, kernel))),
+            [hidden], [kernel], jit_compile=True),
         "LSTM stack, keras.layers.LSTM": lstm_stack(keras.layers.LSTM),
         "LSTM stack, keras.layers.LSTM unrolled": lstm_stack(keras.layers.LSTM, unroll=True),
         "LSTM stack, WindowLSTM": lstm_stack(WindowLSTM),
