@@ -40,7 +40,8 @@ window (54 ms of system CPU time): hence TensorFlow's BFC allocator
 (ptb_word_lm.word_losses). `--profile` prints such profiles (per operation,
 the compiled step's XLA operations included); every training line gives the
 page faults and system CPU time per window; `--breakdown` times the parts in
-isolation.
+isolation and the whole step cut after each stage (forward, backward, the
+gradient's norm, the update).
 
 MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
 this machine (on the AVX2 EPYC, 2026-11-23: numpy's BLAS 167 GFLOP/s,
@@ -154,7 +155,8 @@ def evaluation_words_per_second(model, config, num_words):
 
 def step_breakdown(config, repeats=10):
     """Milliseconds (best of `repeats`) of the parts of one training step, each
-    forward + backward on a window's worth of data: where the time goes."""
+    forward + backward on a window's worth of data, then the whole step cut
+    after each stage (`step_stages`): where the time goes."""
     rng = np.random.default_rng(2)
     words = config.batch_size * config.num_steps
     hidden = tf.constant(rng.standard_normal((words, config.hidden_size)), tf.float32)
@@ -205,6 +207,7 @@ def step_breakdown(config, repeats=10):
             keras.layers.LSTM, jit_compile=True, unroll=True),
         "LSTM stack, WindowLSTM, XLA": lstm_stack(WindowLSTM, jit_compile=True),
     }
+    parts.update(step_stages(config))
     milliseconds = {}
     for name, step in parts.items():
         step()  # traces
@@ -215,6 +218,44 @@ def step_breakdown(config, repeats=10):
             best = min(best, time.perf_counter() - start)
         milliseconds[name] = 1e3 * best
     return milliseconds
+
+
+def step_stages(config):
+    """{stage: compiled function}: the trainer's step on one window, cut after
+    each stage, so that the differences say what the backward pass, the global
+    norm of the gradient and the SGD update cost inside the whole step."""
+    strategy = tf.distribute.get_strategy()
+    model = ptb_word_lm.build_training_model(config, strategy)
+    jit_compile = ptb_word_lm.uses_cpu_speedups(strategy, config)
+    windows = random_windows(config, 1)
+    inputs, targets = next(iter(windows))
+    state = ptb_word_lm.zero_state(config, config.batch_size)
+    variables = model.trainable_variables
+
+    def loss():
+        logits, *_ = model([inputs, *state], training=True)
+        return tf.reduce_sum(ptb_word_lm.sequence_loss(targets, logits)) / config.batch_size
+
+    def dense_gradients():
+        with tf.GradientTape() as tape:
+            window_loss = loss()
+        # The embedding's gradient arrives as IndexedSlices; summed as the optimizer does.
+        return [tf.convert_to_tensor(g) for g in tape.gradient(window_loss, variables)]
+
+    def whole_step():
+        with tf.GradientTape() as tape:
+            window_loss = loss()
+        training.apply_gradients(model.optimizer, tape.gradient(window_loss, variables), variables)
+        return window_loss
+
+    # Each returns something of every gradient, so that XLA cannot drop any of them.
+    stages = {
+        "whole step: forward only": loss,
+        "whole step: forward + backward": lambda: [tf.reduce_sum(g) for g in dense_gradients()],
+        "whole step: + the gradient's global norm": lambda: tf.linalg.global_norm(dense_gradients()),
+        "whole step: + the SGD update (the trainer's)": whole_step,
+    }
+    return {name: tf.function(stage, jit_compile=jit_compile) for name, stage in stages.items()}
 
 
 # Profiler events that contain others (the executor's and XLA's wrappers, and
@@ -333,8 +374,9 @@ def main(argv):
           + ", ".join(f"{library} {gflops:.0f}" for library, gflops in peaks.items()) + ")")
 
     if FLAGS.breakdown:
+        print("breakdown, best of 10 (the parts alone: forward + backward):")
         for name, milliseconds in step_breakdown(config).items():
-            print(f"  {name:42s} {milliseconds:7.1f} ms per window (forward + backward)")
+            print(f"  {name:46s} {milliseconds:7.1f} ms per window")
 
     if FLAGS.profile:
         for name, profiled in (("plain Keras", build_trainer(config, strategy, plain=True)),

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from common.cli import UserInputError
+from ptb import benchmark
 from ptb import ptb_word_lm
 from ptb import reader
 from tests.conftest import (assert_one_line_error, killed_and_rerun_like_uninterrupted,
@@ -147,3 +148,19 @@ def test_benchmark_prints_the_machine_and_its_speed_line():
     assert int(peak[1]) == max(int(peak[3]), int(peak[4])) > 0
     assert re.search(r"per window \d+ page faults, [\d.]+ ms system time", result.stdout)
     assert "eval (batch 1 stream): " in result.stdout
+
+
+
+def test_breakdown_cuts_the_trainers_step_after_each_stage():
+    stages = benchmark.step_stages(ptb_word_lm.PRESETS["test"])
+    forward, backward, norm, whole_step = stages.values()
+    assert list(stages) == ["whole step: forward only", "whole step: forward + backward",
+                            "whole step: + the gradient's global norm",
+                            "whole step: + the SGD update (the trainer's)"]
+    loss = forward().numpy()
+    backward()
+    assert np.isfinite(loss) and loss > 0 and norm().numpy() > 0
+    # The stages share the trainer's model and optimizer; only the whole step updates it.
+    assert forward().numpy() == loss
+    whole_step()
+    assert forward().numpy() != loss
