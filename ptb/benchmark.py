@@ -221,18 +221,18 @@ def step_breakdown(config, repeats=10):
 
 
 def step_stages(config):
-    """{stage: compiled function}: the trainer's step on one window, cut after
-    each stage, so that the differences say what the backward pass, the global
-    norm of the gradient and the SGD update cost inside the whole step."""
+    """{stage: function}: the trainer's step on one window, cut after each
+    stage, so that the differences say what the backward pass, the global norm
+    of the gradient and the SGD update cost inside the whole step. The last is
+    the trainer's own step (make_steps); the others compile as it does."""
     strategy = tf.distribute.get_strategy()
     model = ptb_word_lm.build_training_model(config, strategy)
     jit_compile = ptb_word_lm.uses_cpu_speedups(strategy, config)
-    windows = random_windows(config, 1)
-    inputs, targets = next(iter(windows))
+    inputs, targets = next(iter(random_windows(config, 1)))
     state = ptb_word_lm.zero_state(config, config.batch_size)
     variables = model.trainable_variables
 
-    def loss():
+    def loss():  # the trainer's (make_steps), on the whole batch
         logits, *_ = model([inputs, *state], training=True)
         return tf.reduce_sum(ptb_word_lm.sequence_loss(targets, logits)) / config.batch_size
 
@@ -242,20 +242,17 @@ def step_stages(config):
         # The embedding's gradient arrives as IndexedSlices; summed as the optimizer does.
         return [tf.convert_to_tensor(g) for g in tape.gradient(window_loss, variables)]
 
-    def whole_step():
-        with tf.GradientTape() as tape:
-            window_loss = loss()
-        training.apply_gradients(model.optimizer, tape.gradient(window_loss, variables), variables)
-        return window_loss
-
     # Each returns something of every gradient, so that XLA cannot drop any of them.
     stages = {
         "whole step: forward only": loss,
         "whole step: forward + backward": lambda: [tf.reduce_sum(g) for g in dense_gradients()],
         "whole step: + the gradient's global norm": lambda: tf.linalg.global_norm(dense_gradients()),
-        "whole step: + the SGD update (the trainer's)": whole_step,
     }
-    return {name: tf.function(stage, jit_compile=jit_compile) for name, stage in stages.items()}
+    stages = {name: tf.function(stage, jit_compile=jit_compile) for name, stage in stages.items()}
+    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)
+    stages["whole step: + the SGD update (the trainer's)"] = (
+        lambda: train_step(inputs, targets, initial_state())[0])
+    return stages
 
 
 # Profiler events that contain others (the executor's and XLA's wrappers, and
@@ -374,8 +371,9 @@ def main(argv):
           + ", ".join(f"{library} {gflops:.0f}" for library, gflops in peaks.items()) + ")")
 
     if FLAGS.breakdown:
-        print("breakdown, best of 10 (the parts alone: forward + backward):")
-        for name, milliseconds in step_breakdown(config).items():
+        repeats = 10
+        print(f"breakdown, best of {repeats} (the parts alone: forward + backward):")
+        for name, milliseconds in step_breakdown(config, repeats).items():
             print(f"  {name:46s} {milliseconds:7.1f} ms per window")
 
     if FLAGS.profile:

@@ -150,7 +150,6 @@ def test_benchmark_prints_the_machine_and_its_speed_line():
     assert "eval (batch 1 stream): " in result.stdout
 
 
-
 def test_breakdown_cuts_the_trainers_step_after_each_stage():
     stages = benchmark.step_stages(ptb_word_lm.PRESETS["test"])
     forward, backward, norm, whole_step = stages.values()
