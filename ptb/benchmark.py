@@ -103,10 +103,10 @@ def cpu_variants(config, strategy):
 
 
 def random_windows(config, num_windows, seed=0):
-    rng = np.random.default_rng(seed)
-    shape = (num_windows, config.batch_size, config.num_steps)
-    ids = rng.integers(0, config.vocab_size, size=(2,) + shape, dtype=np.int32)
-    return tf.data.Dataset.from_tensor_slices((ids[0], ids[1])).cache()
+    """`num_windows` windows of random word ids, through the trainer's pipeline."""
+    num_ids = config.batch_size * (num_windows * config.num_steps + 1)
+    ids = np.random.default_rng(seed).integers(0, config.vocab_size, size=num_ids)
+    return ptb_word_lm.window_dataset(ids, config, name="random ids")
 
 
 def train_windows(trainer, config, windows):

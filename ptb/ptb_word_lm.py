@@ -54,6 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import cli
+from common import data
 from common import run as run_lib
 from common import strategy as strategy_lib
 from common import training
@@ -136,14 +137,19 @@ def load_data(data_path, config):
             f"--data_path={data_path}: the training file has {vocab_size} distinct "
             f"words but the preset expects {config.vocab_size}; use the PTB files."
         )
-    windows = lambda ids, name: reader.ptb_producer(  # noqa: E731
-        ids, config.batch_size, config.num_steps, name=name)
     # Checks that the test split is long enough for its own (batch 1) windows.
     reader.ptb_producer(test_ids, 1, 1, name="ptb.test.txt")
     _, words = reader.ptb_vocabulary(data_path)
-    return (windows(train_ids, "ptb.train.txt").prefetch(tf.data.AUTOTUNE),
-            windows(valid_ids, "ptb.valid.txt").prefetch(tf.data.AUTOTUNE),
+    return (window_dataset(train_ids, config, "ptb.train.txt"),
+            window_dataset(valid_ids, config, "ptb.valid.txt"),
             test_ids, words)
+
+
+def window_dataset(ids, config, name="data"):
+    """The preset's windows of `ids` (reader.ptb_producer), one epoch, the next
+    window prepared while a step runs."""
+    windows = reader.ptb_producer(ids, config.batch_size, config.num_steps, name=name)
+    return data.without_autotune(windows.prefetch(tf.data.AUTOTUNE))
 
 
 # ----------------------------------------------------------------------------
