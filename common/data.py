@@ -19,14 +19,14 @@ import tensorflow as tf
 
 
 def without_autotune(dataset):
-    """`dataset` with tf.data's autotuning model switched off.
+    """`dataset` with tf.data's autotuning switched off.
 
-    The pipelines here slice arrays already in memory: there is nothing to tune.
-    Yet with the model on, deleting an iterator after a busy loop sometimes
-    stalled for seconds (TensorFlow 2.21, AMD EPYC Zen 3, 2026-11-24): 4.5 s
-    after 100 PTB windows that took 5.7 s, 22 s after a 60 s loop, in 2 to 5
-    of every 12 passes; with it off, none in 20 (docs/RESULTS.md). Every epoch
-    ends an iterator. Prefetching still works (its buffer grows on its own).
+    These pipelines slice arrays already in memory: there is nothing to tune.
+    With autotuning on, deleting an iterator after a busy loop sometimes waited
+    for the autotuning thread's next round: the PTB benchmark's 100-window
+    passes took 10.2 s instead of 5.7 s in 6 of 15 (TensorFlow 2.21, AMD EPYC
+    Zen 3, 2026-11-24); with it off, in none of 15 (docs/RESULTS.md). Every epoch ends
+    an iterator. Prefetching still overlaps with it off.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

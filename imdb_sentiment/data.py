@@ -99,7 +99,8 @@ def load_data(config, data_path=None):
         vectorizer = keras.layers.TextVectorization(
             max_tokens=config.vocab_size, standardize=standardize, ragged=True
         )
-        vectorizer.adapt(tf.data.Dataset.from_tensor_slices(x_train).batch(1024))
+        vectorizer.adapt(common_data.without_autotune(
+            tf.data.Dataset.from_tensor_slices(x_train).batch(1024)))
         vocabulary = vectorizer.get_vocabulary()
         x_train, x_val, x_test = (
             vectorizer(tf.constant(list(texts))).to_list() for texts in (x_train, x_val, x_test)

@@ -10,6 +10,7 @@ import pytest
 from common import data as common_data
 from common import run as run_lib
 from common.cli import UserInputError
+from ptb import ptb_word_lm
 
 
 def test_settings_are_recorded_once_the_run_begins(tmp_path):
@@ -120,6 +121,27 @@ def test_each_epoch_is_a_shuffle_of_all_examples_fixed_by_seed_and_epoch():
     assert not np.array_equal(epochs(0, seed=4), all_four)
     sizes = [len(x) for x, _ in common_data.shuffled_epochs(features, features, 4, 3, 0, 1)]
     assert sizes == [4, 4, 2] == [4] * (common_data.batches_per_epoch(10, 4) - 1) + [2]
+
+
+def test_the_tutorials_pipelines_run_without_tf_data_autotuning():
+    """Ending an autotuned iterator stalled for seconds (common/data.py); every
+    pipeline the trainers read an epoch from has the autotuning model off and
+    still gives its windows or batches."""
+    features = np.arange(10, dtype=np.int64)
+    ptb_ids = np.arange(2 * (3 * 20 + 1))  # 2 rows of 3 windows of 20 words, + the targets' last
+    pipelines = {
+        "shuffled_epochs": common_data.shuffled_epochs(features, features, 4, 3, 0, 2),
+        "in_order": common_data.in_order(features, features, 4),
+        "PTB windows": ptb_word_lm.window_dataset(
+            ptb_ids, ptb_word_lm.Config(batch_size=2)),
+    }
+    for name, pipeline in pipelines.items():
+        assert pipeline.options().autotune.enabled is False, name
+    assert sum(len(x) for x, _ in pipelines["shuffled_epochs"]) == 20
+    assert [len(x) for x, _ in pipelines["in_order"]] == [4, 4, 2]
+    windows = [(x.numpy(), y.numpy()) for x, y in pipelines["PTB windows"]]
+    assert len(windows) == 3 and windows[0][0].shape == (2, 20)
+    np.testing.assert_array_equal(windows[1][1], windows[1][0] + 1)  # targets: one word on
 
 
 @pytest.mark.skipif(not os.path.isfile("/proc/cpuinfo"), reason="reads Linux's /proc/cpuinfo")
