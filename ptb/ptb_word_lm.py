@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 
 from common import cli
-from common import data
+from common import data as common_data
 from common import run as run_lib
 from common import strategy as strategy_lib
 from common import training
@@ -149,7 +149,7 @@ def window_dataset(ids, config, name="data"):
     """The preset's windows of `ids` (reader.ptb_producer), one epoch, the next
     window prepared while a step runs."""
     windows = reader.ptb_producer(ids, config.batch_size, config.num_steps, name=name)
-    return data.without_autotune(windows.prefetch(tf.data.AUTOTUNE))
+    return common_data.without_autotune(windows.prefetch(tf.data.AUTOTUNE))
 
 
 # ----------------------------------------------------------------------------
