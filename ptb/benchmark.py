@@ -78,28 +78,29 @@ def flops_per_word(config):
 
 def build_trainer(config, strategy, plain=False, seed=0):
     """(model, train_step, initial_state) as the trainer builds them; `plain=True`
-    gives the plain Keras stack (keras.layers.LSTM, no XLA) for comparison."""
+    gives the plain Keras stack (keras.layers.LSTM and Dense, no XLA) for comparison."""
     if plain:
-        return cpu_variant(config, strategy, window_lstm=False, jit_compile=False, seed=seed)
+        return cpu_variant(config, strategy, cpu_layers=False, cpu_step=False, seed=seed)
     model = ptb_word_lm.build_training_model(config, strategy, seed=seed)
     train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)
     return model, train_step, initial_state
 
 
-def cpu_variant(config, strategy, window_lstm, jit_compile, seed=0):
+def cpu_variant(config, strategy, cpu_layers, cpu_step, seed=0):
     """The trainer's model and step with each CPU speed-up switched on or off by hand."""
     model = ptb_word_lm.build_model(config, num_steps=config.num_steps,
-                                    window_lstm=window_lstm, seed=seed)
+                                    cpu_layers=cpu_layers, seed=seed)
     ptb_word_lm.compile_for_training(model, config)
-    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, jit_compile)
+    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, cpu_step)
     return model, train_step, initial_state
 
 
 def cpu_variants(config, strategy):
     """The CPU speed-ups one at a time."""
-    return {f"{'WindowLSTM' if window_lstm else 'keras LSTM'}, XLA {'on' if jit else 'off'}":
-            cpu_variant(config, strategy, window_lstm, jit)
-            for window_lstm, jit in ((False, False), (False, True), (True, False))}
+    return {f"{'CPU layers' if cpu_layers else 'Keras layers'}, "
+            f"{'CPU step (XLA, sparse update)' if cpu_step else 'plain step'}":
+            cpu_variant(config, strategy, cpu_layers, cpu_step)
+            for cpu_layers, cpu_step in ((False, False), (False, True), (True, False))}
 
 
 def random_windows(config, num_windows, seed=0):
@@ -340,7 +341,7 @@ def define_flags():
                          "(default: the size of the PTB test set); 0 skips evaluation.")
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
     flags.DEFINE_boolean("variants", False, "Also time each CPU speed-up on its own "
-                         "(WindowLSTM, XLA), in turns with the others.")
+                         "(the CPU layers, XLA), in turns with the others.")
     flags.DEFINE_boolean("breakdown", False, "Also time the parts of one step.")
     flags.DEFINE_boolean("profile", False, "Also print where a step's time goes, per "
                          "operation, for the plain stack and this package's (compiled) step.")

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from ptb import benchmark
 from ptb import ptb_word_lm
+from ptb.bias_row_dense import BiasRowDense
 from ptb.window_lstm import WindowLSTM
 
 SMALL = ptb_word_lm.PRESETS["small"]
@@ -140,6 +141,66 @@ def test_window_lstm_refuses_what_it_does_not_compute():
         WindowLSTM(4)(keras.Input((None, 3)))
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_bias_row_dense_matches_keras_dense_values_and_gradients(jit_compile):
+    rng = np.random.default_rng(5)
+    inputs = tf.constant(rng.standard_normal((3, 4, 6)), tf.float32)
+    output_weights = tf.constant(rng.standard_normal((3, 4, 9)), tf.float32)
+    init = keras.initializers.RandomUniform(-0.5, 0.5, seed=2)
+    layers = [layer_class(9, kernel_initializer=init, bias_initializer=init)
+              for layer_class in (keras.layers.Dense, BiasRowDense)]
+    for layer in layers:
+        layer.build(inputs.shape)
+    layers[1].set_weights(layers[0].get_weights())
+    assert [w.path for w in layers[1].weights] == [f"{layers[1].name}/kernel",
+                                                   f"{layers[1].name}/bias"]
+
+    def values_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+            loss = tf.reduce_sum(outputs * output_weights)
+        return [outputs] + tape.gradient(loss, [inputs, layer.kernel, layer.bias])
+
+    expected = values_and_gradients(layers[0])
+    actual = tf.function(lambda: values_and_gradients(layers[1]), jit_compile=jit_compile)()
+    assert actual[0].shape == (3, 4, 9)
+    for got, wanted in zip(actual, expected):
+        np.testing.assert_allclose(got.numpy(), wanted.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="use_bias"):
+        BiasRowDense(4, use_bias=False)
+
+
+@pytest.mark.parametrize("clip_norm", [0.5, 1e3])  # clipping on, and off
+def test_sgd_update_is_keras_sgd_with_global_clipnorm(clip_norm):
+    """The CPU step's update, with the embedding's rows kept sparse, against
+    Keras' SGD on the same gradients (the embedding's made dense by Keras)."""
+    rng = np.random.default_rng(6)
+    start = [rng.standard_normal((10, 3)), rng.standard_normal((3, 4))]
+    # Word 7 twice in the window: both rows count in the norm, and both update it.
+    embedding_rows = tf.IndexedSlices(tf.constant(rng.standard_normal((4, 3)), tf.float32),
+                                      tf.constant([7, 2, 7, 0]), tf.constant([10, 3]))
+    gradients = [embedding_rows, tf.constant(rng.standard_normal((3, 4)), tf.float32)]
+    results = []
+    for update in ("keras", "sgd_update"):
+        variables = [keras.Variable(value, dtype="float32") for value in start]
+        optimizer = keras.optimizers.SGD(0.3, global_clipnorm=clip_norm)
+        optimizer.build(variables)
+        if update == "keras":
+            optimizer.apply(gradients, variables)
+        else:
+            # Compiled as in the training step, which reads the model's variables.
+            tf.function(lambda: ptb_word_lm.sgd_update(optimizer, gradients, variables,
+                                                       clip_norm), jit_compile=True)()
+        assert int(optimizer.iterations.numpy()) == 1
+        results.append([v.numpy() for v in variables])
+    for keras_result, ours in zip(*results):
+        np.testing.assert_allclose(ours, keras_result, rtol=1e-6, atol=1e-7)
+    untouched = [1, 3, 4, 5, 6, 8, 9]  # rows of words not in the window
+    np.testing.assert_array_equal(results[1][0][untouched], start[0][untouched].astype(np.float32))
+    assert (results[1][0][[0, 2, 7]] != start[0][[0, 2, 7]].astype(np.float32)).all()
+
+
 def test_state_carries_from_window_to_window():
     # Larger weights than the tutorial's, so the state visibly changes the output.
     config = dataclasses.replace(TINY, init_scale=1.0)
@@ -173,6 +234,7 @@ def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch
     assert ptb_word_lm.uses_cpu_speedups(one_replica, TINY)
     cpu_model = ptb_word_lm.build_training_model(TINY, one_replica)
     assert isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
+    assert isinstance(cpu_model.get_layer("softmax"), BiasRowDense)
     two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
     for cpu_only, strategy in ((False, one_replica), (True, two_replicas)):
         monkeypatch.setattr(ptb_word_lm, "cpu_only", lambda: cpu_only)
@@ -185,10 +247,11 @@ def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch
             assert lstm.activation is keras.activations.tanh and lstm.cell.use_bias
             assert lstm.recurrent_activation is keras.activations.sigmoid
             assert lstm.cell.recurrent_dropout == 0
+        assert type(model.get_layer("softmax")) is keras.layers.Dense
 
 
 def test_fast_path_trains_like_the_plain_keras_path():
-    """WindowLSTM + XLA (on a CPU) against the plain Keras stack, from the same
+    """The CPU layers + XLA (on a CPU) against the plain Keras stack, from the same
     weights: same losses and weights to float32 tolerance."""
     strategy = tf.distribute.get_strategy()
     windows = list(benchmark.random_windows(SMALL, num_windows=4))
