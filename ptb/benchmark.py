@@ -37,15 +37,22 @@ output layer's three products and the softmax around them at about half of the
 step, and the system's page faults on freshly allocated buffers at 15,272 per
 window (54 ms of system CPU time): hence TensorFlow's BFC allocator
 (common/__init__.py) and the cross-entropy's gradient written out
-(ptb_word_lm.word_losses). `--profile` prints such profiles (per operation,
-the compiled step's XLA operations included); every training line gives the
+(ptb_word_lm.word_losses). On an AVX-512 EPYC (2026-11-25) `perf` put 41% of
+the step's CPU time in XLA's generated code (the fusions) beside 42% in the
+matrix products, and the profile found the output bias's gradient, a column
+sum over the [words x vocabulary] gradient, at 2-5 ms: hence the output
+layer's bias as a row of its kernel (ptb/bias_row_dense.py) and the
+embedding's rows updated sparsely (ptb_word_lm.sgd_update). `--profile`
+prints such profiles (per operation, the compiled step's XLA operations
+included); every training line gives the
 page faults and system CPU time per window; `--breakdown` times the parts in
 isolation and the whole step cut after each stage (forward, backward, the
 gradient's norm, the update).
 
 MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
 this machine (on the AVX2 EPYC, 2026-11-23: numpy's BLAS 167 GFLOP/s,
-TensorFlow's 103), so that a slow framework kernel does not flatter it.
+TensorFlow's 103; on the AVX-512 EPYC, 2026-11-25: numpy 198-199, TensorFlow
+197-198), so that a slow framework kernel does not flatter it.
 """
 
 import glob
