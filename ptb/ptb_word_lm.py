@@ -167,9 +167,10 @@ def cpu_only():
     products in the LSTM's small per-step ones, and hundreds of small
     element-wise operations, so: (1) `WindowLSTM` does the window's products at
     once, (2) XLA compiles the training step and the batch-1 evaluation,
-    fusing the small operations, and (3) `BiasRowDense`, the output layer,
-    spares XLA's code two passes over the logits. Measurements: docs/RESULTS.md and
-    `python -m ptb.benchmark --profile --variants`.
+    fusing the small operations, (3) `BiasRowDense`, the output layer,
+    spares XLA's code two passes over the logits, and (4) `sgd_update`
+    rewrites only the embedding rows of the window's words. Measurements:
+    docs/RESULTS.md and `python -m ptb.benchmark --profile --variants`.
     """
     return not tf.config.list_logical_devices("GPU")
 
