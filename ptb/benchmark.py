@@ -348,7 +348,7 @@ def define_flags():
                          "(default: the size of the PTB test set); 0 skips evaluation.")
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
     flags.DEFINE_boolean("variants", False, "Also time each CPU speed-up on its own "
-                         "(the CPU layers, XLA), in turns with the others.")
+                         "(the CPU layers, the CPU step), in turns with the others.")
     flags.DEFINE_boolean("breakdown", False, "Also time the parts of one step.")
     flags.DEFINE_boolean("profile", False, "Also print where a step's time goes, per "
                          "operation, for the plain stack and this package's (compiled) step.")

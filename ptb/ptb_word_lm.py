@@ -281,7 +281,7 @@ def _word_losses(targets, logits):
 
 
 def uses_cpu_speedups(strategy, config):
-    """The CPU layers and XLA (see cpu_only) on one CPU replica, for the LSTM only.
+    """The CPU layers and step (see cpu_only) on one CPU replica, for the LSTM only.
 
     With several replicas the step reads variables mirrored on other devices,
     which XLA cannot reach. Keras' GRU and SimpleRNN run their time steps as a
@@ -353,7 +353,7 @@ def make_steps(model, config, strategy, cpu_step=None):
         variables = model.trainable_variables
         gradients = tape.gradient(scaled_loss, variables)
         if cpu_step:
-            sgd_update(optimizer, gradients, variables, config.max_grad_norm)
+            sgd_update(optimizer, gradients, variables)
         else:
             training.apply_gradients(optimizer, gradients, variables)
         return loss, state
@@ -378,7 +378,7 @@ def make_steps(model, config, strategy, cpu_step=None):
     return distributed(replica_train_step), distributed(replica_eval_step), initial_state
 
 
-def sgd_update(optimizer, gradients, variables, max_grad_norm):
+def sgd_update(optimizer, gradients, variables):
     """The tutorial's update on one device: SGD on the whole gradient clipped to
     one global norm, rewriting only the embedding rows of the window's words.
 
@@ -387,18 +387,17 @@ def sgd_update(optimizer, gradients, variables, max_grad_norm):
     (for the clipping and for the update), and rewrites every row; the
     tutorial's TF1 optimizer updated only those rows, as here. The norm is the
     one Keras and TF1's clip_by_global_norm take: over the rows as they come (a
-    word that occurs twice contributes two rows, not their sum). The result is
-    Keras' SGD(global_clipnorm=max_grad_norm) to float32 rounding
-    (test_sgd_update_is_keras_sgd_with_global_clipnorm). The `small` training
-    step, AVX-512 EPYC, 2026-11-25, 12 passes of 30 windows each, taking turns
-    in one process: 44.3 ms best and 47.6 median against 46.0 and 47.7 with
-    Keras' update; in the same test with the exact (duplicates summed) norm,
-    45.2 and 49.9 against 45.3 and 51.7.
+    word that occurs twice contributes two rows, not their sum), clipped at the
+    optimizer's `global_clipnorm`. The result is the optimizer's own `apply` to
+    float32 rounding (test_sgd_update_is_keras_sgd_with_global_clipnorm). The
+    `small` training step, AVX-512 EPYC, 2026-11-25: 44.3 ms best and 47.6
+    median against 46.0 and 47.7 with Keras' update (docs/RESULTS.md).
     """
+    clip_norm = optimizer.global_clipnorm
     norm = tf.linalg.global_norm(
         [g.values if isinstance(g, tf.IndexedSlices) else g for g in gradients])
     # Keras' clipping: a scale of 1 below the norm; NaN (no update) if it is not finite.
-    scale = max_grad_norm * tf.minimum(1.0 / norm, 1.0 / max_grad_norm) + (norm - norm)
+    scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm) + (norm - norm)
     step_size = tf.cast(optimizer.learning_rate, tf.float32) * scale
     for gradient, variable in zip(gradients, variables):
         if isinstance(gradient, tf.IndexedSlices):

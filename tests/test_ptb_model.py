@@ -190,8 +190,8 @@ def test_sgd_update_is_keras_sgd_with_global_clipnorm(clip_norm):
             optimizer.apply(gradients, variables)
         else:
             # Compiled as in the training step, which reads the model's variables.
-            tf.function(lambda: ptb_word_lm.sgd_update(optimizer, gradients, variables,
-                                                       clip_norm), jit_compile=True)()
+            tf.function(lambda: ptb_word_lm.sgd_update(optimizer, gradients, variables),
+                        jit_compile=True)()
         assert int(optimizer.iterations.numpy()) == 1
         results.append([v.numpy() for v in variables])
     for keras_result, ours in zip(*results):
