@@ -31,7 +31,8 @@ window: 3 the output layer's large ones, 240 the LSTM's small per-step ones (a
 [20 x 200] by [200 x 800] product or one of its gradients; two forward and four
 backward per step and layer), and hundreds of small element-wise operations
 (the LSTM gates, the softmax, the gradient clipping's squares). Hence
-`WindowLSTM` (87 products per window) and XLA (fuses the small operations).
+`WindowLSTM` (the weights' gradients in one product per window, not one per
+step) and XLA (fuses the small operations).
 A profile of the compiled step itself (2026-11-23, AVX2 EPYC) then found the
 output layer's three products and the softmax around them at about half of the
 step, and the system's page faults on freshly allocated buffers at 15,272 per
@@ -42,7 +43,11 @@ the step's CPU time in XLA's generated code (the fusions) beside 42% in the
 matrix products, and the profile found the output bias's gradient, a column
 sum over the [words x vocabulary] gradient, at 2-5 ms: hence the output
 layer's bias as a row of its kernel (ptb/bias_row_dense.py) and the
-embedding's rows updated sparsely (ptb_word_lm.sgd_update). `--profile`
+embedding's rows updated sparsely (ptb_word_lm.sgd_update). Its timeline then
+showed the LSTM's per-step products keeping one core busy of two, and the
+clipping norm's sum of squares over the output layer's gradient at 1.4 ms:
+hence each `WindowLSTM` step's input product inside the recurrence, so that
+the two layers' steps run side by side, and ptb_word_lm.sum_of_squares. `--profile`
 prints such profiles (per operation, the compiled step's XLA operations
 included); every training line gives the
 page faults and system CPU time per window; `--breakdown` times the parts in

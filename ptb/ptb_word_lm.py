@@ -165,11 +165,14 @@ def cpu_only():
     ops are not XLA-compatible), so there the model is the plain Keras one.
     On a CPU, a profile of the training step found 240 of its 243 matrix
     products in the LSTM's small per-step ones, and hundreds of small
-    element-wise operations, so: (1) `WindowLSTM` does the window's products at
-    once, (2) XLA compiles the training step and the batch-1 evaluation,
-    fusing the small operations, (3) `BiasRowDense`, the output layer,
-    spares XLA's code two passes over the logits, and (4) `sgd_update`
-    rewrites only the embedding rows of the window's words. Measurements:
+    element-wise operations, so: (1) `WindowLSTM` writes the recurrence out
+    for XLA, with the weights' gradients in one product per window and two
+    layers' steps side by side on two cores, (2) XLA compiles the training
+    step and the batch-1 evaluation, fusing the small operations, (3)
+    `BiasRowDense`, the output layer, spares XLA's code two passes over the
+    logits, and (4) `sgd_update` rewrites only the embedding rows of the
+    window's words, with the clipping norm's sums of squares in one fused pass
+    each. Measurements:
     docs/RESULTS.md and `python -m ptb.benchmark --profile --variants`.
     """
     return not tf.config.list_logical_devices("GPU")
@@ -394,8 +397,8 @@ def sgd_update(optimizer, gradients, variables):
     median against 46.0 and 47.7 with Keras' update (docs/RESULTS.md).
     """
     clip_norm = optimizer.global_clipnorm
-    norm = tf.linalg.global_norm(
-        [g.values if isinstance(g, tf.IndexedSlices) else g for g in gradients])
+    norm = tf.sqrt(tf.add_n([
+        sum_of_squares(g.values if isinstance(g, tf.IndexedSlices) else g) for g in gradients]))
     # Keras' clipping: a scale of 1 below the norm; NaN (no update) if it is not finite.
     scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm) + (norm - norm)
     step_size = tf.cast(optimizer.learning_rate, tf.float32) * scale
@@ -407,6 +410,22 @@ def sgd_update(optimizer, gradients, variables):
             gradient = gradient * step_size
         optimizer.assign_sub(variable, gradient)  # a scatter for IndexedSlices
     optimizer.iterations.assign_add(1)
+
+
+def sum_of_squares(tensor):
+    """tf.reduce_sum(tf.square(tensor)), adding the halves of its rows first.
+
+    XLA on the CPU makes a sum over the output layer's [200 x 10,000] gradient a
+    reduce-window that took 1.2 ms; the halving is one fused pass, and the last
+    8 rows are summed: 0.2 ms (AVX-512 EPYC, 2026-11-25; docs/RESULTS.md). It is
+    also a pairwise sum, as accurate as the plain one or more.
+    """
+    squares = tf.square(tensor)
+    while squares.shape.rank and (squares.shape[0] or 0) > 8:
+        half = squares.shape[0] // 2
+        # An odd row count keeps its last row aside.
+        squares = tf.concat([squares[:half] + squares[half:2 * half], squares[2 * half:]], 0)
+    return tf.reduce_sum(squares)
 
 
 def run_epoch(step, initial_state, windows, config, progress=None):

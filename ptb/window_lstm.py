@@ -1,19 +1,22 @@
-"""keras.layers.LSTM for CPUs: the window's matrix products done at once.
+"""keras.layers.LSTM for CPUs: the LSTM's recurrence written out for XLA.
 
-On a CPU, keras.layers.LSTM runs its cell once per time step: forward, two
-small matrix products per step (x_t @ kernel and h_{t-1} @ recurrent_kernel),
-and automatic differentiation adds four more backward. For the small PTB
-preset that is 240 products of a [20 x 200] by a [200 x 800] matrix (or one of
-its gradients) per training window, of the 243 that a profile of the training
-step found (docs/RESULTS.md); products that small keep the cores poorly busy.
-
+On a CPU, keras.layers.LSTM runs its cell in a while loop, and automatic
+differentiation adds, per time step, the products for the weights' gradients.
 `WindowLSTM` computes the same function from the same weights (checkpoints
-are interchangeable with keras.layers.LSTM) with fewer, larger products:
+are interchangeable with keras.layers.LSTM) as an unrolled window that XLA
+compiles whole, with a hand-written backward pass:
 
-- the input projection x_t @ kernel + bias of every step in one product;
-- per step only h_{t-1} @ recurrent_kernel forward and, in the hand-written
-  backward pass, dz_t @ recurrent_kernel^T;
-- the recurrent kernel's gradient for the whole window in one product.
+- per step, x_t @ kernel and h_{t-1} @ recurrent_kernel forward, and
+  dz_t @ kernel^T and dz_t @ recurrent_kernel^T backward;
+- the kernel's and the recurrent kernel's gradients for the whole window in
+  one product each.
+
+Step t of a layer then needs only step t of the layer below, forward (and
+step t of the layer above, backward), so XLA runs two layers' recurrences side
+by side, one on each core, while each one's small products keep only one core
+busy. The `small` training step, AVX-512 EPYC, 2026-11-25: 45.7 ms best and 49.0
+median against 48.1 and 50.9 with the window's input products done at once
+before the recurrence (the two taking turns in one process; docs/RESULTS.md).
 
 It is for CPUs only: on a GPU keras.layers.LSTM runs the cuDNN kernel, which is
 faster still, so `ptb_word_lm.build_training_model` picks this layer only for
@@ -53,33 +56,29 @@ class WindowLSTM(keras.layers.LSTM):
         del training  # no dropout inside the layer
         if mask is not None:
             raise ValueError("WindowLSTM does not support masks; use keras.layers.LSTM.")
-        _, steps, features = sequences.shape
         dtype = sequences.dtype
         kernel = tf.cast(self.cell.kernel, dtype)
         recurrent_kernel = tf.cast(self.cell.recurrent_kernel, dtype)
         bias = tf.cast(self.cell.bias, dtype)
-
-        time_major = tf.reshape(tf.transpose(sequences, [1, 0, 2]), [-1, features])
-        gate_inputs = tf.reshape(tf.matmul(time_major, kernel) + bias,
-                                 [steps, -1, 4 * self.units])
         # The initial state arrives as tensors (a stateful layer's: its variables).
         h, c = (tf.cast(tf.convert_to_tensor(state), dtype) for state in initial_state)
-        outputs, h, c = _recurrence(gate_inputs, h, c, recurrent_kernel)
+        outputs, h, c = _recurrence(tf.transpose(sequences, [1, 0, 2]), h, c,
+                                    kernel, recurrent_kernel, bias)
         return h, tf.transpose(outputs, [1, 0, 2]), [h, c]
 
 
 @tf.custom_gradient
-def _recurrence(gate_inputs, h, c, recurrent_kernel):
-    """The LSTM's sequential part, with its backward pass written out.
+def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
+    """The LSTM over a window, with its backward pass written out.
 
-    gate_inputs: [steps, batch, 4 * units], x_t @ kernel + bias for every step,
-    gates in Keras' order (input, forget, cell, output). Returns the outputs
-    [steps, batch, units] and the final h and c.
+    inputs: [steps, batch, features]. Gates in Keras' order (input, forget,
+    cell, output). Returns the outputs [steps, batch, units] and the final h and c.
     """
     units = h.shape[-1]
     saved, previous_h, outputs = [], [], []
-    for x_gates in tf.unstack(gate_inputs):
-        i, f, g, o = tf.split(x_gates + tf.matmul(h, recurrent_kernel), 4, axis=1)
+    for x in tf.unstack(inputs):
+        gates = tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias
+        i, f, g, o = tf.split(gates, 4, axis=1)
         i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
         c_previous = c
         c = f * c + i * g
@@ -95,7 +94,7 @@ def _recurrence(gate_inputs, h, c, recurrent_kernel):
         d_c = tf.zeros_like(c) if d_c is None else d_c
         d_outputs = (tf.unstack(d_outputs) if d_outputs is not None
                      else [tf.zeros_like(h)] * len(saved))
-        d_gates = []
+        d_gates, d_inputs = [], []
         for (i, f, g, o, c_previous, tanh_c), d_output in zip(saved[::-1], d_outputs[::-1]):
             d_h = d_h + d_output
             d_c = d_c + tf.raw_ops.TanhGrad(y=tanh_c, dy=d_h * o)
@@ -107,10 +106,13 @@ def _recurrence(gate_inputs, h, c, recurrent_kernel):
             ], axis=1))
             d_c = d_c * f
             d_h = tf.matmul(d_gates[-1], recurrent_kernel, transpose_b=True)
-        d_gates = tf.stack(d_gates[::-1])
-        d_recurrent_kernel = tf.matmul(
-            tf.reshape(tf.stack(previous_h), [-1, units]),
-            tf.reshape(d_gates, [-1, 4 * units]), transpose_a=True)
-        return d_gates, d_h, d_c, d_recurrent_kernel
+            d_inputs.append(tf.matmul(d_gates[-1], kernel, transpose_b=True))
+        d_gates = tf.reshape(tf.stack(d_gates[::-1]), [-1, 4 * units])
+        d_kernel = tf.matmul(tf.reshape(inputs, [-1, inputs.shape[-1]]), d_gates,
+                             transpose_a=True)
+        d_recurrent_kernel = tf.matmul(tf.reshape(tf.stack(previous_h), [-1, units]),
+                                       d_gates, transpose_a=True)
+        return (tf.stack(d_inputs[::-1]), d_h, d_c, d_kernel, d_recurrent_kernel,
+                tf.reduce_sum(d_gates, axis=0))
 
     return (tf.stack(outputs), h, c), gradient

@@ -201,6 +201,16 @@ def test_sgd_update_is_keras_sgd_with_global_clipnorm(clip_norm):
     assert (results[1][0][[0, 2, 7]] != start[0][[0, 2, 7]].astype(np.float32)).all()
 
 
+@pytest.mark.parametrize("shape", [(201, 5), (200, 3), (17,), (8, 2), (3,), ()])
+def test_sum_of_squares_is_the_plain_sum(shape):
+    """The clipping norm's sum of squares, rows halved first (odd counts too)."""
+    values = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    expected = np.sum(np.square(values.astype(np.float64)))
+    for run in (ptb_word_lm.sum_of_squares,
+                tf.function(ptb_word_lm.sum_of_squares, jit_compile=True)):
+        np.testing.assert_allclose(float(run(tf.constant(values))), expected, rtol=1e-6)
+
+
 def test_state_carries_from_window_to_window():
     # Larger weights than the tutorial's, so the state visibly changes the output.
     config = dataclasses.replace(TINY, init_scale=1.0)
