@@ -43,16 +43,13 @@ the step's CPU time in XLA's generated code (the fusions) beside 42% in the
 matrix products, and the profile found the output bias's gradient, a column
 sum over the [words x vocabulary] gradient, at 2-5 ms: hence the output
 layer's bias as a row of its kernel (ptb/bias_row_dense.py) and the
-embedding's rows updated sparsely (ptb_word_lm.sgd_update). Its timeline then
-showed the LSTM's per-step products keeping one core busy of two, and the
-clipping norm's sum of squares over the output layer's gradient at 1.4 ms:
-hence each `WindowLSTM` step's input product inside the recurrence, so that
-the two layers' steps run side by side, and ptb_word_lm.sum_of_squares. `--profile`
-prints such profiles (per operation, the compiled step's XLA operations
-included); every training line gives the
-page faults and system CPU time per window; `--breakdown` times the parts in
-isolation and the whole step cut after each stage (forward, backward, the
-gradient's norm, the update).
+embedding's rows updated sparsely (ptb_word_lm.sgd_update); a timeline of the
+step then led to `WindowLSTM`'s two layers side by side and
+ptb_word_lm.sum_of_squares (docs/RESULTS.md, "fifth look"). `--profile` prints
+such profiles (per operation, the compiled step's XLA operations included);
+every training line gives the page faults and system CPU time per window;
+`--breakdown` times the parts in isolation and the whole step cut after each
+stage (forward, backward, the gradient's norm, the update).
 
 MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
 this machine (on the AVX2 EPYC, 2026-11-23: numpy's BLAS 167 GFLOP/s,
@@ -259,7 +256,8 @@ def step_stages(config):
     stages = {
         "whole step: forward only": loss,
         "whole step: forward + backward": lambda: [tf.reduce_sum(g) for g in dense_gradients()],
-        "whole step: + the gradient's global norm": lambda: tf.linalg.global_norm(dense_gradients()),
+        "whole step: + the gradient's global norm": lambda: tf.sqrt(tf.add_n(
+            [ptb_word_lm.sum_of_squares(g) for g in dense_gradients()])),
     }
     stages = {name: tf.function(stage, jit_compile=jit_compile) for name, stage in stages.items()}
     train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)

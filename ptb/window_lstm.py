@@ -12,11 +12,12 @@ compiles whole, with a hand-written backward pass:
   one product each.
 
 Step t of a layer then needs only step t of the layer below, forward (and
-step t of the layer above, backward), so XLA runs two layers' recurrences side
-by side, one on each core, while each one's small products keep only one core
-busy. The `small` training step, AVX-512 EPYC, 2026-11-25: 45.7 ms best and 49.0
-median against 48.1 and 50.9 with the window's input products done at once
-before the recurrence (the two taking turns in one process; docs/RESULTS.md).
+step t of the layer above, backward), so XLA's runtime runs the two layers'
+steps side by side; one layer's steps alone, small and one after another,
+leave the two cores partly idle. The `small` training step, AVX-512 EPYC,
+2026-11-25: 45.7 ms best and 49.0 median against 48.1 and 50.9 with the
+window's input products done at once before the recurrence (the two taking
+turns in one process; docs/RESULTS.md).
 
 It is for CPUs only: on a GPU keras.layers.LSTM runs the cuDNN kernel, which is
 faster still, so `ptb_word_lm.build_training_model` picks this layer only for

@@ -206,8 +206,10 @@ def test_sum_of_squares_is_the_plain_sum(shape):
     """The clipping norm's sum of squares, rows halved first (odd counts too)."""
     values = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
     expected = np.sum(np.square(values.astype(np.float64)))
+    rows_unknown = tf.TensorSpec([None, *shape[1:]]) if shape else tf.TensorSpec([])
     for run in (ptb_word_lm.sum_of_squares,
-                tf.function(ptb_word_lm.sum_of_squares, jit_compile=True)):
+                tf.function(ptb_word_lm.sum_of_squares, jit_compile=True),
+                tf.function(ptb_word_lm.sum_of_squares, input_signature=[rows_unknown])):
         np.testing.assert_allclose(float(run(tf.constant(values))), expected, rtol=1e-6)
 
 
