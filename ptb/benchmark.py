@@ -256,8 +256,8 @@ def step_stages(config):
     stages = {
         "whole step: forward only": loss,
         "whole step: forward + backward": lambda: [tf.reduce_sum(g) for g in dense_gradients()],
-        "whole step: + the gradient's global norm": lambda: tf.sqrt(tf.add_n(
-            [ptb_word_lm.sum_of_squares(g) for g in dense_gradients()])),
+        "whole step: + the gradient's global norm": lambda: ptb_word_lm.global_norm(
+            dense_gradients()),
     }
     stages = {name: tf.function(stage, jit_compile=jit_compile) for name, stage in stages.items()}
     train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)

@@ -397,8 +397,7 @@ def sgd_update(optimizer, gradients, variables):
     median against 46.0 and 47.7 with Keras' update (docs/RESULTS.md).
     """
     clip_norm = optimizer.global_clipnorm
-    norm = tf.sqrt(tf.add_n([
-        sum_of_squares(g.values if isinstance(g, tf.IndexedSlices) else g) for g in gradients]))
+    norm = global_norm(gradients)
     # Keras' clipping: a scale of 1 below the norm; NaN (no update) if it is not finite.
     scale = clip_norm * tf.minimum(1.0 / norm, 1.0 / clip_norm) + (norm - norm)
     step_size = tf.cast(optimizer.learning_rate, tf.float32) * scale
@@ -410,6 +409,12 @@ def sgd_update(optimizer, gradients, variables):
             gradient = gradient * step_size
         optimizer.assign_sub(variable, gradient)  # a scatter for IndexedSlices
     optimizer.iterations.assign_add(1)
+
+
+def global_norm(gradients):
+    """tf.linalg.global_norm over the gradients, an IndexedSlices' rows as they come."""
+    return tf.sqrt(tf.add_n([
+        sum_of_squares(g.values if isinstance(g, tf.IndexedSlices) else g) for g in gradients]))
 
 
 def sum_of_squares(tensor):
