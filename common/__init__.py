@@ -1,4 +1,7 @@
-"""Pieces shared by the three tutorials: the distribution strategy and CLI errors."""
+"""What the three tutorials share: the strategy, the training loop, the run folder, the CLI.
+
+Importing `common` first sets two TensorFlow options that must be set before
+TensorFlow itself is imported."""
 
 import os
 
@@ -7,8 +10,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 # TensorFlow's default CPU allocator returns large buffers to the system when a
-# step frees them, and the next step takes the page faults again. The PTB `small`
-# training step (AMD EPYC Zen 3, 2026-11-23) took 15,272 page faults and 54 ms of
-# system CPU time per window that way; with TensorFlow's BFC allocator, which keeps
-# and reuses its buffers, none and 1 ms (docs/RESULTS.md). Also before the import.
+# step frees them, and the next step takes the page faults again: thousands per
+# PTB training window. TensorFlow's BFC allocator keeps and reuses its buffers
+# (docs/performance.md).
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")

@@ -23,10 +23,8 @@ def without_autotune(dataset):
 
     These pipelines slice arrays already in memory: there is nothing to tune.
     With autotuning on, deleting an iterator after a busy loop sometimes waited
-    for the autotuning thread's next round: the PTB benchmark's 100-window
-    passes took 10.2 s instead of 5.7 s in 6 of 15 (TensorFlow 2.21, AMD EPYC
-    Zen 3, 2026-11-24); with it off, in none of 15 (docs/RESULTS.md). Every
-    epoch ends an iterator. Prefetching still overlaps with it off.
+    seconds for the autotuning thread's next round, and every epoch ends an
+    iterator (docs/performance.md). Prefetching still overlaps with it off.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

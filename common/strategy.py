@@ -66,6 +66,17 @@ def strategy_for_devices(device_names):
     return _log_choice(tf.distribute.get_strategy(), "the default strategy (CPU)")
 
 
+def is_one_cpu_replica(strategy):
+    """True when `strategy` runs one replica and no GPU is visible: then XLA may
+    compile a whole training step, fusing an RNN's many small per-step operations.
+
+    Not on GPUs, where Keras' LSTM and GRU run cuDNN kernels that XLA cannot
+    compile, and not with several replicas: there the step reads variables
+    mirrored on other devices, which a compiled step cannot reach.
+    """
+    return strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("GPU")
+
+
 def _num_tasks_in_tf_config():
     """Number of chief + worker tasks that TF_CONFIG describes (0 if unset)."""
     raw = os.environ.get("TF_CONFIG")

@@ -29,6 +29,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from common import strategy as strategy_lib
 from common.cli import UserInputError
 
 
@@ -81,18 +82,28 @@ def use_mixed_precision(enabled):
     return policy
 
 
-def cpu_replica_can_use_xla(strategy):
-    """XLA fuses an RNN's many small per-step operations: worth it on one CPU.
-
-    Not on GPUs, where Keras' LSTM and GRU run cuDNN kernels that XLA cannot
-    compile, and not with several replicas: there the step reads variables
-    mirrored on other devices, which a compiled cluster cannot reach.
-    """
-    return strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("GPU")
-
-
 # ----------------------------------------------------------------------------
 # Steps
+
+
+def replicated_step(strategy, replica_step, jit_compile=False):
+    """`replica_step` run on every replica, as one tf.function:
+
+        total, *rest = step(*args)
+
+    `replica_step` returns a tuple; its first element is summed over the
+    replicas, the others stay per replica (under several replicas, PerReplica
+    values, such as PTB's LSTM state). jit_compile: compile each replica's step
+    with XLA (valid where `strategy.is_one_cpu_replica`).
+    """
+    if jit_compile:
+        replica_step = tf.function(replica_step, jit_compile=True)
+
+    @tf.function
+    def step(*args):
+        total, *rest = strategy.run(replica_step, args=args)
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None), *rest)
+    return step
 
 
 class _Steps:
@@ -105,18 +116,17 @@ class _Steps:
             # several replicas its variables fail ("You must feed a value for placeholder").
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)
-        self._train_on_replica, self._evaluate_on_replica = self._train_step, self._evaluate_step
-        if jit_compile and cpu_replica_can_use_xla(strategy):
-            self._train_on_replica = tf.function(self._train_step, jit_compile=True)
-            self._evaluate_on_replica = tf.function(self._evaluate_step, jit_compile=True)
+        jit_compile = jit_compile and strategy_lib.is_one_cpu_replica(strategy)
+        self._train = replicated_step(strategy, self._train_step, jit_compile)
+        self._evaluate = replicated_step(strategy, self._evaluate_step, jit_compile)
 
     def _sums(self, labels, predictions, per_example_loss):
-        """[loss, each metric, examples], summed over this replica's examples."""
+        """([loss, each metric, examples],), summed over this replica's examples."""
         sums = [tf.reduce_sum(per_example_loss)]
         sums += [tf.reduce_sum(tf.cast(metric(labels, predictions), tf.float32))
                  for metric in self.metrics.values()]
         sums.append(tf.cast(tf.shape(labels)[0], tf.float32))
-        return tf.stack(sums)
+        return (tf.stack(sums),)
 
     def _train_step(self, inputs, labels):
         replica = tf.distribute.get_replica_context()
@@ -141,13 +151,10 @@ class _Steps:
     @tf.function
     def train(self, iterator):
         inputs, labels = next(iterator)
-        sums = self.strategy.run(self._train_on_replica, args=(inputs, labels))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+        return self._train(inputs, labels)[0]
 
-    @tf.function
     def evaluate(self, inputs, labels):
-        sums = self.strategy.run(self._evaluate_on_replica, args=(inputs, labels))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None)
+        return self._evaluate(inputs, labels)[0]
 
     def logs(self, sums, prefix=""):
         sums = np.asarray(sums, dtype=np.float64)
@@ -168,7 +175,7 @@ def fit(model, strategy, train_batches, validation_batches, *, loss, metrics, ep
     read whole after every epoch. loss(labels, predictions): the loss of each
     example. metrics: {name: function(labels, predictions) -> value per example}.
     jit_compile: compile the steps with XLA where that is valid
-    (`cpu_replica_can_use_xla`).
+    (`strategy.is_one_cpu_replica`).
     """
     steps = _Steps(model, strategy, loss, metrics, jit_compile)
     callbacks = keras.callbacks.CallbackList(

@@ -9,7 +9,7 @@ Writes into the run folder --save_path (default runs/imdb_sentiment/compare):
                                 resumes whichever model was interrupted
 
 Run:
-    python -m imdb_sentiment.compare --data_path ../shared/data/imdb
+    python -m imdb_sentiment.compare --data_path DIR   # aclImdb/ or aclImdb_v1.tar.gz
 """
 
 import csv
@@ -27,7 +27,8 @@ from matplotlib import pyplot  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 
 from common import cli  # noqa: E402
-from common import run as run_lib  # noqa: E402
+from common import machine  # noqa: E402
+from common import run_folder  # noqa: E402
 from common import strategy as strategy_lib  # noqa: E402
 from common import training  # noqa: E402
 from imdb_sentiment import data  # noqa: E402
@@ -43,8 +44,8 @@ COLUMNS = ("model", "parameters", "test_accuracy", "test_loss", "best_epoch", "e
 def compare(config, strategy, save_path, data_path=None, restart=False, verbose=None):
     """Trains every recurrent layer with config; returns the list of their metrics."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "rnn"}
-    settings.update(data_path=run_lib.data_setting(data_path))
-    run = run_lib.RunFolder(save_path, "imdb_sentiment.compare", settings, restart)
+    settings.update(data_path=run_folder.data_setting(data_path))
+    run = run_folder.RunFolder(save_path, "imdb_sentiment.compare", settings, restart)
     start = time.perf_counter()
     reviews = data.load_data(config, data_path)  # once, for all three
     run.begin()
@@ -65,14 +66,14 @@ def write_results(run, results, wall_seconds, averaged):
     table = _markdown_table(rows)
     print(table)
     print(f"wall time {wall_seconds / 60:.1f} min; results in {run.path}/")
-    run_lib.write_text(run.file("results.md"), table + "\n")
+    run_folder.write_text(run.file("results.md"), table + "\n")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    run_lib.write_text(run.file("results.csv"), text.getvalue())
-    run_lib.write_json(run.file(run_lib.METRICS), dict(
-        tutorial=run.tutorial, settings=run.settings, machine=run_lib.describe_machine(),
+    run_folder.write_text(run.file("results.csv"), text.getvalue())
+    run_folder.write_json(run.file(run_folder.METRICS), dict(
+        tutorial=run.tutorial, settings=run.settings, machine=machine.describe_machine(),
         wall_seconds=wall_seconds,  # of this command; a resumed run's earlier part is not in it
         training_seconds=sum(metrics["training_seconds"] for metrics in results),
         results=results))
@@ -105,7 +106,7 @@ def plot_curves(results, path, averaged=False):
     axes[1].legend(fontsize=8)
     figure.suptitle("IMDB sentiment: Embedding -> RNN(128) -> Dense (dot: restored best epoch)")
     figure.tight_layout()
-    run_lib.save_figure(figure, path)
+    run_folder.save_figure(figure, path)
     pyplot.close(figure)
 
 

@@ -21,7 +21,7 @@ default) the zeros go in front and long reviews lose their beginning:
 A recurrent layer's final state is what the classifier sees, so what it reads last
 matters. With padding="post" (zeros last) a SimpleRNN has to carry the review across
 up to 200 padding steps and forgets it: measured on the raw reviews (20,000 train,
-25,000 test, batch 128, no dropout, otherwise the defaults; 2-core CPU, 2026-11-22)
+25,000 test, batch 128, no dropout, otherwise the defaults; docs/engineering-log.md)
 its test accuracy was 50.4% with "post" against 83.5% with "pre". Masking the
 padding instead would also work, but cuDNN only accepts right-padded masks and
 masking costs time on a CPU.

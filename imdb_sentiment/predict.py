@@ -22,6 +22,7 @@ import numpy as np
 
 from common import cli
 from common import layers  # noqa: F401  (registers ReplicaDropout, which the saved models use)
+from common import run_folder
 from imdb_sentiment import data
 
 FLAGS = flags.FLAGS
@@ -37,22 +38,17 @@ def define_flags():
 def load_classifier(save_path):
     """(model, score) where score(list of review texts) -> positive probabilities."""
     folder = pathlib.Path(save_path)
-    model_path = folder / "model.keras"
-    if not model_path.is_file():
-        hint = (f"; for a compare run, name one model's folder, e.g. {folder / 'gru'}"
-                if (folder / "gru").is_dir() else "; train one with --save_path first")
-        raise cli.UserInputError(f"--save_path={folder}: no model.keras there{hint}")
+    if not (folder / "model.keras").is_file() and (folder / "gru").is_dir():
+        raise cli.UserInputError(f"--save_path={folder}: no model.keras there; for a compare "
+                                 f"run, name one model's folder, e.g. {folder / 'gru'}")
+    model, config = run_folder.load_finished_run(
+        folder, "imdb_sentiment", "train one with --save_path first")
     try:
         vocabulary = json.loads((folder / "vocabulary.json").read_text())
-        config = json.loads((folder / "settings.json").read_text())["settings"]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError) as error:
         raise cli.UserInputError(
-            f"--save_path={folder}: vocabulary.json or settings.json missing or unreadable "
+            f"--save_path={folder}: vocabulary.json missing or unreadable "
             f"({type(error).__name__}); train the model again with --restart")
-    try:
-        model = keras.saving.load_model(model_path)
-    except Exception as error:  # Keras raises many types for a broken archive
-        raise cli.UserInputError(f"{model_path}: not a loadable Keras model ({error})")
     # The vocabulary starts with the padding "" and "[UNK]" entries, as saved.
     vectorizer = keras.layers.TextVectorization(
         standardize=data.standardize, vocabulary=vocabulary[2:], ragged=True

@@ -4,21 +4,17 @@ Reproduces the classic Keras/TensorFlow IMDB tutorial (binary sentiment of movie
 reviews, 25,000 train / 25,000 test) on the raw Large Movie Review Dataset or on
 `keras.datasets.imdb`.
 
-Measured with `python -m imdb_sentiment.compare --data_path ../shared/data/imdb`
+Measured with `python -m imdb_sentiment.compare --data_path DIR/aclImdb_v1.tar.gz`
 (the defaults below; 22,500 train / 2,500 validation / 25,000 test reviews) on a
-2-core AMD EPYC VM with AVX2 only, 2026-11-23 (the runs behind each choice, and
-the numbers of other CPUs, are in docs/RESULTS.md):
+2-core AMD EPYC VM with AVX2 only (the command, other runs and the runs behind
+each choice: docs/results.md):
 
     model       parameters  test acc  test loss  best epoch (of run)  s/epoch
     SimpleRNN    1,029,441    85.55%     0.3335                8 (8)       46
     LSTM         1,117,377    88.42%     0.3019                6 (8)      111
     GRU          1,088,449    88.40%     0.2981                6 (8)       89
 
-(The LSTM and GRU epochs ran in one of the machine's slow phases. Earlier
-versions of the code: 86.54 / 88.29 / 88.45% on the same CPU; 86.12 / 88.32 /
-88.74% on an AVX-512 EPYC.)
-
-Design, one line each (the measurements: docs/RESULTS.md):
+Design, one line each (the measurements: docs/results.md, docs/engineering-log.md):
   - padding="pre": the RNN reads real words last (with "post" a SimpleRNN stays at chance).
   - word dropout and input dropout: the models overfit IMDB within two or three epochs.
   - the learning rate falls by lr_decay after every epoch, for the same reason.
@@ -29,9 +25,9 @@ Design, one line each (the measurements: docs/RESULTS.md):
 Glossary: vocab_size = num_words, sequence_length = maxlen, units = hidden size.
 
 Run:
-    python -m imdb_sentiment.train --rnn lstm --data_path ../shared/data/imdb
+    python -m imdb_sentiment.train --rnn lstm --data_path DIR  # aclImdb/ or aclImdb_v1.tar.gz
     python -m imdb_sentiment.train --rnn gru                  # keras.datasets (downloads)
-    python -m imdb_sentiment.train --rnn simple_rnn --data_path ../shared/data/imdb \\
+    python -m imdb_sentiment.train --rnn simple_rnn --data_path DIR \\
         --max_examples 2000 --epochs 2 --save_path runs/quick  # a quick look
 
 Everything of a run is in its folder, --save_path (default runs/imdb_sentiment/<rnn>):
@@ -50,9 +46,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common import callbacks
 from common import cli
 from common import data as common_data
-from common import run as run_lib
+from common import run_folder
 from common import strategy as strategy_lib
 from common import training
 from imdb_sentiment import data
@@ -96,7 +93,7 @@ class EpochWeightAverage(keras.callbacks.Callback):
     less often. Keras' optimizer EMA (`use_ema=True`, momentum 0.997, the same
     span) gave the same test accuracy, within 0.07 points, but updates a copy of
     every weight after every step. That made LSTM and GRU epochs 18-30% slower
-    here (docs/RESULTS.md), and its swap state is not in a checkpoint.
+    here (docs/results.md), and its swap state is not in a checkpoint.
 
     Keras validates before `on_epoch_end`, so the average is swapped in for the
     validation and again from `on_epoch_end` to the next epoch's start. Callbacks
@@ -157,12 +154,12 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
 
     reviews: already loaded `data.Reviews` (compare.py loads them once for three
     models, from data_path); otherwise they are loaded from data_path.
-    save_path: the run folder (common/run.py); the same call again resumes after
+    save_path: the run folder (common/run_folder.py); the same call again resumes after
     the last completed epoch, or only evaluates when training is over.
     """
     training.check_global_batch(config.batch_size, strategy)
-    settings = dict(dataclasses.asdict(config), data_path=run_lib.data_setting(data_path))
-    run = run_lib.open_run(save_path, "imdb_sentiment", settings, restart, strategy)
+    settings = dict(dataclasses.asdict(config), data_path=run_folder.data_setting(data_path))
+    run = run_folder.open_run(save_path, "imdb_sentiment", settings, restart, strategy)
     if reviews is None:
         reviews = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
@@ -176,25 +173,25 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
         model.optimizer.build(model.trainable_variables)  # so that a checkpoint can fill it
     averaging = (EpochWeightAverage(model, config.weight_averaging)
                  if config.weight_averaging else None)
-    state = run_lib.TrainingState(run, model, extra=averaging and averaging.variables)
-    first_epoch, history = run_lib.resume(run, state)
+    state = run_folder.TrainingState(run, model, extra=averaging and averaging.variables)
+    first_epoch, history = run_folder.resume(run, state)
     if run:
-        run_lib.write_json(run.file("vocabulary.json"), reviews.vocabulary)  # for predict.py
+        run_folder.write_json(run.file("vocabulary.json"), reviews.vocabulary)  # for predict.py
 
-    best = run_lib.BestModel(run and run.file("model.keras"), "val_accuracy", history)
-    stopping = run_lib.EarlyStopping("val_accuracy", config.patience, history)
+    best = callbacks.BestModel(run and run.file("model.keras"), "val_accuracy", history)
+    stopping = callbacks.EarlyStopping("val_accuracy", config.patience, history)
     if first_epoch < config.epochs and not stopping.stopped_before():
-        callbacks = [
-            run_lib.EpochTimer(examples_per_epoch=len(reviews.y_train)),
+        epoch_callbacks = [
+            callbacks.EpochTimer(examples_per_epoch=len(reviews.y_train)),
             # Large steps first, then ever smaller ones: the models overfit IMDB within
-            # two or three epochs at a constant rate (see docs/RESULTS.md).
+            # two or three epochs at a constant rate (docs/engineering-log.md).
             keras.callbacks.LearningRateScheduler(
                 lambda epoch: config.learning_rate * config.lr_decay**epoch),
             *([averaging] if averaging else []),
             best,  # after the averaging: keeps the averaged weights
             stopping,
-            *filter(None, [run_lib.tensorboard(run)]),
-            run_lib.EpochCheckpoint(run, state, history, training_weights=(
+            *filter(None, [callbacks.tensorboard(run)]),
+            callbacks.EpochCheckpoint(run, state, history, training_weights=(
                 averaging.training_weights if averaging else contextlib.nullcontext)),
         ]
         training.fit(
@@ -204,10 +201,10 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
             data.evaluation_batches(reviews.x_val, reviews.y_val, config),
             loss=model_lib.loss, metrics=model_lib.METRICS,
             initial_epoch=first_epoch, epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch, callbacks=callbacks,
-            verbose=run_lib.progress_verbosity() if verbose is None else verbose,
+            steps_per_epoch=steps_per_epoch, callbacks=epoch_callbacks,
+            verbose=callbacks.progress_verbosity() if verbose is None else verbose,
             # XLA fuses the recurrent layer's per-step loop: 1.7x faster LSTM epochs on
-            # a 2-core CPU (docs/RESULTS.md); training.py says where it applies.
+            # a 2-core CPU (docs/performance.md); training.py says where it applies.
             jit_compile=True)
 
     # The test set sees the best epoch's weights: kept by BestModel, or saved by a
@@ -234,7 +231,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     )
     if run:
         run.write_metrics(history, **metrics)
-        run_lib.log_test_metrics(run, len(history), dict(
+        callbacks.log_test_metrics(run, len(history), dict(
             test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
     return dict(metrics, history=history)
 

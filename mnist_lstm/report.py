@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import run as run_lib  # noqa: E402
+from common import run_folder  # noqa: E402
 
 
 def metrics_from_predictions(probabilities, labels, class_names):
@@ -79,7 +79,7 @@ def plot_training_curves(history, path, title):
     # early on it sits below validation accuracy; that is not a bug.
     figure.suptitle(title)
     figure.tight_layout()
-    run_lib.save_figure(figure, path)
+    run_folder.save_figure(figure, path)
     plt.close(figure)
 
 
@@ -104,7 +104,7 @@ def plot_predictions(images, labels, probabilities, class_names, path, title,
                 predictions, class_names)
     bottom.suptitle(f"the first {min(len(mistakes), mistake_rows * cols)} of all "
                     f"{len(mistakes)} mistakes on the {len(labels)} test images", fontsize=10)
-    run_lib.save_figure(figure, path)
+    run_folder.save_figure(figure, path)
     plt.close(figure)
 
 

@@ -14,12 +14,12 @@ Trained with Adam on cross-entropy, batch 128, 64 LSTM units (24,458 weights).
 A validation split (the last 10% of the training examples) picks the best
 epoch; the test set is used once, at the end, for the report and figures.
 
-Results with the defaults (2-core AMD EPYC VMs, CPU only; commands and the runs
-behind the choices in docs/RESULTS.md):
+Results with the defaults (2-core AMD EPYC VMs, CPU only; the commands, the
+machines and the runs behind the choices in docs/results.md):
 
-    data (train / validation / test)         settings      CPU, date          test acc.  training
-    Fashion-MNIST (54,000 / 6,000 / 10,000)  defaults      AVX2, 2026-11-23     90.36%     590 s
-    MNIST t10k split (7,200 / 800 / 2,000)   --epochs=100  AVX-512, 2026-11-22  98.95%     197 s
+    data (train / validation / test)         settings      CPU       test acc.  training
+    Fashion-MNIST (54,000 / 6,000 / 10,000)  defaults      AVX2        90.36%     590 s
+    MNIST t10k split (7,200 / 800 / 2,000)   --epochs=100  AVX-512     98.95%     197 s
 
 The 60,000-image MNIST training set is not on the machine that measured these,
 so the digits row trains on the first 8,000 images of the MNIST *test* file
@@ -37,11 +37,11 @@ Hyperparameters (the tutorial's names in brackets):
 
 How to run (from the repository root):
 
-    python -m mnist_lstm                                  # MNIST, downloads the data
-    python -m mnist_lstm --dataset=fashion_mnist --data_path=../shared/data/fashion-mnist
-    python -m mnist_lstm --data_path=../shared/data/mnist-test --split_test_file=8000
-    python -m mnist_lstm --evaluate --save_path=runs/mnist_lstm/mnist   # report again
-    python -m mnist_lstm --max_examples=2000 --epochs=2 --save_path=runs/quick   # a quick check
+    python -m mnist_lstm.train                            # MNIST, downloads the data
+    python -m mnist_lstm.train --dataset=fashion_mnist --data_path=DIR   # the four IDX .gz files
+    python -m mnist_lstm.train --data_path=DIR --split_test_file=8000    # only t10k-*.gz
+    python -m mnist_lstm.train --evaluate --save_path=runs/mnist_lstm/mnist   # report again
+    python -m mnist_lstm.train --max_examples=2000 --epochs=2 --save_path=runs/quick   # a quick check
 
 A run keeps everything in its folder, --save_path (default
 runs/mnist_lstm/<dataset>): the best epoch's `model.keras`, `metrics.json`,
@@ -57,9 +57,10 @@ from absl import flags
 import keras
 import numpy as np
 
+from common import callbacks
 from common import cli
 from common import data as common_data
-from common import run as run_lib
+from common import run_folder
 from common import strategy as strategy_lib
 from common import training
 from common.layers import ReplicaDropout
@@ -125,12 +126,12 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
                        extra_callbacks=(), verbose=None):
     """Trains (or resumes), then reports on the test set with the best epoch's model.
 
-    save_path: the run folder (common/run.py); None keeps nothing on disk.
+    save_path: the run folder (common/run_folder.py); None keeps nothing on disk.
     Returns the metrics dict that is also written to `metrics.json`.
     """
     training.check_global_batch(config.batch_size, strategy)
-    settings = dict(dataclasses.asdict(config), data_path=run_lib.data_setting(data_path))
-    run = run_lib.open_run(save_path, "mnist_lstm", settings, restart, strategy)
+    settings = dict(dataclasses.asdict(config), data_path=run_folder.data_setting(data_path))
+    run = run_folder.open_run(save_path, "mnist_lstm", settings, restart, strategy)
     splits = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
     train_images, train_labels = splits["train"]
@@ -144,9 +145,9 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
           f"parameters: {model.count_params():,} | train / validation / test examples: "
           f"{len(train_labels):,} / {len(splits['validation'][1]):,} / {len(splits['test'][1]):,}")
 
-    state = run_lib.TrainingState(run, model)
-    first_epoch, history = run_lib.resume(run, state)
-    best = run_lib.BestModel(run and run.file("model.keras"), "val_accuracy", history)
+    state = run_folder.TrainingState(run, model)
+    first_epoch, history = run_folder.resume(run, state)
+    best = callbacks.BestModel(run and run.file("model.keras"), "val_accuracy", history)
     if first_epoch < config.epochs:
         training.fit(
             model, strategy,
@@ -155,10 +156,10 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
             common_data.in_order(*splits["validation"], config.batch_size),
             loss=LOSS, metrics=METRICS,
             initial_epoch=first_epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-            callbacks=[run_lib.EpochTimer(examples_per_epoch=len(train_labels)), best,
-                       *extra_callbacks, *filter(None, [run_lib.tensorboard(run)]),
-                       run_lib.EpochCheckpoint(run, state, history)],
-            verbose=run_lib.progress_verbosity() if verbose is None else verbose)
+            callbacks=[callbacks.EpochTimer(examples_per_epoch=len(train_labels)), best,
+                       *extra_callbacks, *filter(None, [callbacks.tensorboard(run)]),
+                       callbacks.EpochCheckpoint(run, state, history)],
+            verbose=callbacks.progress_verbosity() if verbose is None else verbose)
 
     # The test set sees the best epoch's weights: kept by BestModel, or saved by a
     # run before a restart.
@@ -178,7 +179,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
     )
     if run:
         run.write_metrics(history, **metrics)
-        run_lib.log_test_metrics(run, len(history), dict(
+        callbacks.log_test_metrics(run, len(history), dict(
             test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
         report.plot_training_curves(history, run.file("curves.png"), title=_title(config, metrics))
     return dict(metrics, history=history)
@@ -206,23 +207,15 @@ def evaluate_run(save_path, strategy, data_path=None):
     (data_path, if given, says where that data is now). Writes `evaluation.json`
     and `evaluation.png` into the run folder.
     """
-    settings = run_lib.saved_settings(save_path, "mnist_lstm") if os.path.isdir(save_path) else None
-    model_file = os.path.join(save_path, "model.keras")
-    if settings is None or not os.path.isfile(model_file):
-        raise cli.UserInputError(f"--save_path={save_path}: no saved model there; train one "
-                                 "first (run without --evaluate)")
-    run = run_lib.RunFolder(save_path, "mnist_lstm", settings)
+    with strategy.scope():
+        model, settings = run_folder.load_finished_run(
+            save_path, "mnist_lstm", "train one first (run without --evaluate)")
+    run = run_folder.RunFolder(save_path, "mnist_lstm", settings)
     data_path = data_path or settings.pop("data_path")
     config = Config(**{field.name: settings[field.name] for field in dataclasses.fields(Config)})
-    with strategy.scope():
-        try:
-            model = keras.saving.load_model(model_file)
-        except Exception as error:  # Keras raises many types for a bad file
-            raise cli.UserInputError(f"{model_file}: cannot load the model ({error}); "
-                                     "train again with --restart")
     metrics = report_on_test(model, config, data.load_test_data(config, data_path), run,
                              strategy, name="evaluation")
-    run_lib.write_json(run.file("evaluation.json"), metrics)
+    run_folder.write_json(run.file("evaluation.json"), metrics)
     print(f"wrote {run.file('evaluation.json')} and {run.file('evaluation.png')}")
     return metrics
 

@@ -7,7 +7,8 @@ global-norm clipping, state carried between windows) on PTB-shaped random word
 ids, skips the warm-up calls, and prints:
 
   - training words/s, and the same for the plain Keras stack (--compare_plain)
-    and for each CPU speed-up on its own (--variants), the models taking turns,
+    and for each half of the CPU fast path on its own (--variants), the models
+    taking turns,
   - test-set evaluation words/s (batch 1, one stream, as the trainer evaluates),
   - model FLOPs per word and the achieved GFLOP/s,
   - that as a share of this machine's fp32 matmul peak, measured in the same
@@ -25,36 +26,14 @@ H by V. Evaluation is the forward third of that. For `small` this is 15.8
 MFLOP per word, 6.3 GFLOP per training window of 400 words; the 200 x 10,000
 output layer is three quarters of it.
 
-Where the time goes. A profile of the plain Keras stack (40 training windows,
-small preset, 2026-11-22; docs/RESULTS.md) found 243 matrix products per
-window: 3 the output layer's large ones, 240 the LSTM's small per-step ones (a
-[20 x 200] by [200 x 800] product or one of its gradients; two forward and four
-backward per step and layer), and hundreds of small element-wise operations
-(the LSTM gates, the softmax, the gradient clipping's squares). Hence
-`WindowLSTM` (the weights' gradients in one product per window, not one per
-step) and XLA (fuses the small operations).
-A profile of the compiled step itself (2026-11-23, AVX2 EPYC) then found the
-output layer's three products and the softmax around them at about half of the
-step, and the system's page faults on freshly allocated buffers at 15,272 per
-window (54 ms of system CPU time): hence TensorFlow's BFC allocator
-(common/__init__.py) and the cross-entropy's gradient written out
-(ptb_word_lm.word_losses). On an AVX-512 EPYC (2026-11-25) `perf` put 41% of
-the step's CPU time in XLA's generated code (the fusions) beside 42% in the
-matrix products, and the profile found the output bias's gradient, a column
-sum over the [words x vocabulary] gradient, at 2-5 ms: hence the output
-layer's bias as a row of its kernel (ptb/bias_row_dense.py) and the
-embedding's rows updated sparsely (ptb_word_lm.sgd_update); a timeline of the
-step then led to `WindowLSTM`'s two layers side by side and
-ptb_word_lm.sum_of_squares (docs/RESULTS.md, "fifth look"). `--profile` prints
-such profiles (per operation, the compiled step's XLA operations included);
-every training line gives the page faults and system CPU time per window;
-`--breakdown` times the parts in isolation and the whole step cut after each
-stage (forward, backward, the gradient's norm, the update).
-
 MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
-this machine (on the AVX2 EPYC, 2026-11-23: numpy's BLAS 167 GFLOP/s,
-TensorFlow's 103; on the AVX-512 EPYC, 2026-11-25: numpy 198-199, TensorFlow
-197-198), so that a slow framework kernel does not flatter it.
+this machine, so that a slow framework kernel does not flatter it. Every
+training line also gives the page faults and system CPU time per window (a
+sign of the allocator returning memory to the system). `--profile` prints
+where a step's time goes, per operation (for the compiled step, XLA's
+fusions and dots); `--breakdown` times the parts in isolation and the whole
+step cut after each stage (forward, backward, the gradient's norm, the
+update). What these found, and the PyTorch comparison: docs/performance.md.
 """
 
 import glob
@@ -69,11 +48,13 @@ import numpy as np
 import tensorflow as tf
 
 from common import cli
-from common import run as run_lib
+from common import machine
 from common import strategy as strategy_lib
 from common import training
+from ptb import fast_cpu
 from ptb import ptb_word_lm
-from ptb.window_lstm import WindowLSTM
+from ptb.fast_cpu import step as fast_step
+from ptb.fast_cpu import variants
 
 PTB_TEST_WORDS = 82_430
 
@@ -85,55 +66,15 @@ def flops_per_word(config):
     return 3 * forward
 
 
-def build_trainer(config, strategy, plain=False, seed=0):
-    """(model, train_step, initial_state) as the trainer builds them; `plain=True`
-    gives the plain Keras stack (keras.layers.LSTM and Dense, no XLA) for comparison."""
-    if plain:
-        return cpu_variant(config, strategy, cpu_layers=False, cpu_step=False, seed=seed)
-    model = ptb_word_lm.build_training_model(config, strategy, seed=seed)
-    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)
-    return model, train_step, initial_state
-
-
-def cpu_variant(config, strategy, cpu_layers, cpu_step, seed=0):
-    """The trainer's model and step with each CPU speed-up switched on or off by hand."""
-    model = ptb_word_lm.build_model(config, num_steps=config.num_steps,
-                                    cpu_layers=cpu_layers, seed=seed)
-    ptb_word_lm.compile_for_training(model, config)
-    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, cpu_step)
-    return model, train_step, initial_state
-
-
-def cpu_variants(config, strategy):
-    """The CPU speed-ups one at a time."""
-    return {f"{'CPU layers' if cpu_layers else 'Keras layers'}, "
-            f"{'CPU step (XLA, sparse update)' if cpu_step else 'plain step'}":
-            cpu_variant(config, strategy, cpu_layers, cpu_step)
-            for cpu_layers, cpu_step in ((False, False), (False, True), (True, False))}
-
-
-def random_windows(config, num_windows, seed=0):
-    """`num_windows` windows of random word ids, through the trainer's pipeline."""
-    num_ids = config.batch_size * (num_windows * config.num_steps + 1)
-    ids = np.random.default_rng(seed).integers(0, config.vocab_size, size=num_ids)
-    return ptb_word_lm.window_dataset(ids, config, name="random ids")
-
-
-def train_windows(trainer, config, windows):
-    """Trains on `windows` as the trainer's epoch loop does."""
-    _, train_step, initial_state = trainer
-    ptb_word_lm.run_epoch(train_step, initial_state, windows, config)
-
-
 def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
     """{name: (best, median, faults, system_ms)} over `calls` passes over `steps`
     windows each: words/s, and the page faults and milliseconds of system CPU
     time per window (this process's, over the timed passes).
 
     The trainers take turns, pass by pass, so that the machine's slow phases
-    (docs/RESULTS.md) fall on all of them alike; warm-up passes are not timed.
+    (docs/performance.md) fall on all of them alike; warm-up passes are not timed.
     """
-    windows = random_windows(config, steps)
+    windows = variants.random_windows(config, steps)
     rates = {name: [] for name in trainers}
     faults = {name: 0 for name in trainers}
     system_seconds = {name: 0.0 for name in trainers}
@@ -141,7 +82,7 @@ def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
         for name, trainer in trainers.items():
             before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
-            train_windows(trainer, config, windows)
+            variants.train_windows(trainer, config, windows)
             seconds = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_SELF)
             if call >= warmup_calls:
@@ -153,12 +94,13 @@ def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
                    1e3 * system_seconds[name] / timed_windows) for name, r in rates.items()}
 
 
-def evaluation_words_per_second(model, config, num_words):
+def evaluation_words_per_second(model, config, num_words, path):
     eval_model = ptb_word_lm.build_eval_model(config, model)
     ids = np.random.default_rng(1).integers(0, config.vocab_size, num_words, dtype=np.int32)
-    ptb_word_lm.evaluate_stream(eval_model, config, ids[:1000])  # warm-up: traces the step
+    # The first call (a warm-up) traces the step.
+    ptb_word_lm.evaluate_stream(eval_model, config, ids[:1000], path=path)
     start = time.perf_counter()
-    ptb_word_lm.evaluate_stream(eval_model, config, ids)
+    ptb_word_lm.evaluate_stream(eval_model, config, ids, path=path)
     seconds = time.perf_counter() - start
     return (num_words - 1) / seconds, seconds
 
@@ -207,15 +149,15 @@ def step_breakdown(config, repeats=10):
             lambda: tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
                 targets, tf.matmul(hidden, kernel), from_logits=True)),
             [hidden], [kernel], jit_compile=True),
-        "output layer + word_losses, XLA": gradients(
-            lambda: tf.reduce_sum(ptb_word_lm.word_losses(targets, tf.matmul(hidden, kernel))),
+        "output layer + fast_cpu's word_losses, XLA": gradients(
+            lambda: tf.reduce_sum(fast_step.word_losses(targets, tf.matmul(hidden, kernel))),
             [hidden], [kernel], jit_compile=True),
         "LSTM stack, keras.layers.LSTM": lstm_stack(keras.layers.LSTM),
         "LSTM stack, keras.layers.LSTM unrolled": lstm_stack(keras.layers.LSTM, unroll=True),
-        "LSTM stack, WindowLSTM": lstm_stack(WindowLSTM),
+        "LSTM stack, WindowLSTM": lstm_stack(fast_cpu.WindowLSTM),
         "LSTM stack, keras.layers.LSTM unrolled, XLA": lstm_stack(
             keras.layers.LSTM, jit_compile=True, unroll=True),
-        "LSTM stack, WindowLSTM, XLA": lstm_stack(WindowLSTM, jit_compile=True),
+        "LSTM stack, WindowLSTM, XLA": lstm_stack(fast_cpu.WindowLSTM, jit_compile=True),
     }
     parts.update(step_stages(config))
     milliseconds = {}
@@ -236,15 +178,15 @@ def step_stages(config):
     of the gradient and the SGD update cost inside the whole step. The last is
     the trainer's own step (make_steps); the others compile as it does."""
     strategy = tf.distribute.get_strategy()
-    model = ptb_word_lm.build_training_model(config, strategy)
-    jit_compile = ptb_word_lm.uses_cpu_speedups(strategy, config)
-    inputs, targets = next(iter(random_windows(config, 1)))
+    path = fast_cpu.path_for(strategy, config)
+    model = ptb_word_lm.build_training_model(config, path)
+    inputs, targets = next(iter(variants.random_windows(config, 1)))
     state = ptb_word_lm.zero_state(config, config.batch_size)
     variables = model.trainable_variables
 
     def loss():  # the trainer's (make_steps), on the whole batch
         logits, *_ = model([inputs, *state], training=True)
-        return tf.reduce_sum(ptb_word_lm.sequence_loss(targets, logits)) / config.batch_size
+        return ptb_word_lm.window_cost(path.word_losses(targets, logits), config.batch_size)
 
     def dense_gradients():
         with tf.GradientTape() as tape:
@@ -256,11 +198,12 @@ def step_stages(config):
     stages = {
         "whole step: forward only": loss,
         "whole step: forward + backward": lambda: [tf.reduce_sum(g) for g in dense_gradients()],
-        "whole step: + the gradient's global norm": lambda: ptb_word_lm.global_norm(
+        "whole step: + the gradient's global norm": lambda: fast_step.global_norm(
             dense_gradients()),
     }
-    stages = {name: tf.function(stage, jit_compile=jit_compile) for name, stage in stages.items()}
-    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy)
+    stages = {name: tf.function(stage, jit_compile=path.jit_compile)
+              for name, stage in stages.items()}
+    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, path)
     stages["whole step: + the SGD update (the trainer's)"] = (
         lambda: train_step(inputs, targets, initial_state())[0])
     return stages
@@ -288,11 +231,11 @@ def operation_profile(trainer, config, windows=40, top=12):
     import tempfile
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    data = random_windows(config, windows)
-    train_windows(trainer, config, data)  # warm-up: traces and compiles
+    data = variants.random_windows(config, windows)
+    variants.train_windows(trainer, config, data)  # warm-up: traces and compiles
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        train_windows(trainer, config, data)
+        variants.train_windows(trainer, config, data)
         tf.profiler.experimental.stop()
         (trace,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
         space = xplane_pb2.XSpace.FromString(open(trace, "rb").read())
@@ -350,8 +293,8 @@ def define_flags():
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
                          "(default: the size of the PTB test set); 0 skips evaluation.")
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
-    flags.DEFINE_boolean("variants", False, "Also time each CPU speed-up on its own "
-                         "(the CPU layers, the CPU step), in turns with the others.")
+    flags.DEFINE_boolean("variants", False, "Also time each half of the CPU fast path on "
+                         "its own (the CPU layers, the CPU step), in turns with the others.")
     flags.DEFINE_boolean("breakdown", False, "Also time the parts of one step.")
     flags.DEFINE_boolean("profile", False, "Also print where a step's time goes, per "
                          "operation, for the plain stack and this package's (compiled) step.")
@@ -370,7 +313,7 @@ def main(argv):
     training.use_mixed_precision(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.seed)
     device = "GPU" if tf.config.list_logical_devices("GPU") and FLAGS.num_gpus != 0 else "CPU"
-    print(f"machine: {run_lib.describe_machine()}; TensorFlow {tf.__version__}, "
+    print(f"machine: {machine.describe_machine()}; TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
     peaks = matmul_peaks_gflops(device)
     peak_library = max(peaks, key=peaks.get)
@@ -388,8 +331,9 @@ def main(argv):
             print(f"  {name:46s} {milliseconds:7.1f} ms per window")
 
     if FLAGS.profile:
-        for name, profiled in (("plain Keras", build_trainer(config, strategy, plain=True)),
-                               ("this package", build_trainer(config, strategy))):
+        for name, profiled in (
+                ("plain Keras", variants.build_trainer(config, strategy, fast_cpu.PLAIN)),
+                ("this package", variants.build_trainer(config, strategy))):
             print(f"profile ({name}), summed over threads, per window:")
             rows = operation_profile(profiled, config)
             for operation, milliseconds, calls in rows:
@@ -397,12 +341,12 @@ def main(argv):
             if not rows:  # tiny models run their operations inline, unrecorded
                 print("  (no operations on the executor's threads to show)")
 
-    with strategy.scope():
-        trainers = {"this package": build_trainer(config, strategy, seed=FLAGS.seed)}
-        if FLAGS.compare_plain:
-            trainers["plain Keras"] = build_trainer(config, strategy, plain=True, seed=FLAGS.seed)
-        if FLAGS.variants:
-            trainers.update(cpu_variants(config, strategy))
+    trainers = {"this package": variants.build_trainer(config, strategy, seed=FLAGS.seed)}
+    if FLAGS.compare_plain:
+        trainers["plain Keras"] = variants.build_trainer(config, strategy, fast_cpu.PLAIN,
+                                                         seed=FLAGS.seed)
+    if FLAGS.variants:
+        trainers.update(variants.part_trainers(config, strategy, seed=FLAGS.seed))
     model = trainers["this package"][0]
     print(f"parameters: {model.count_params():,}")
     rates = training_words_per_second(trainers, config, FLAGS.steps, FLAGS.calls)
@@ -414,7 +358,8 @@ def main(argv):
               f"per window {faults:.0f} page faults, {system_ms:.1f} ms system time"
               + (f" | this package: {best / name_best:.2f}x" if name != "this package" else ""))
     if FLAGS.eval_words:
-        words_per_second, seconds = evaluation_words_per_second(model, config, FLAGS.eval_words)
+        words_per_second, seconds = evaluation_words_per_second(
+            model, config, FLAGS.eval_words, fast_cpu.path_for(strategy, config))
         print(f"eval (batch 1 stream): {words_per_second:7.0f} words/s, "
               f"{FLAGS.eval_words:,} words in {seconds:.1f} s | "
               f"{words_per_second * per_word / 3 / 1e9:.1f} GFLOP/s")

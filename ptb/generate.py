@@ -64,8 +64,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_string("save_path", None, "The run folder of a trained model "
-                        "(python -m ptb.ptb_word_lm --save_path).")
+    language_model.define_save_path_flag()
     flags.DEFINE_string("prime", None, "Words to start from (default: a new sentence).")
     flags.DEFINE_integer("length", 50, "How many words to generate.")
     flags.DEFINE_float("temperature", 1.0, "Divides the log-probabilities; must be above 0.")
@@ -75,9 +74,7 @@ def define_flags():
 
 def main(argv):
     del argv  # cli.run refuses stray arguments
-    if not FLAGS.save_path:
-        raise cli.UserInputError("--save_path: required; the run folder of a trained model")
-    lm = language_model.load(FLAGS.save_path)
+    lm = language_model.load_from_flags()
     words = generate(lm, FLAGS.prime, FLAGS.length, FLAGS.temperature, FLAGS.top_k, FLAGS.seed)
     if FLAGS.prime is not None:
         prime_ids, unknown = lm.encode(FLAGS.prime)

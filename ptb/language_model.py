@@ -16,12 +16,16 @@ import dataclasses
 import json
 import pathlib
 
+from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
 
 from common import cli
+from common import run_folder
+from ptb import fast_cpu
 from ptb import ptb_word_lm
+from ptb import report
 
 END_OF_SENTENCE = "<eos>"
 UNKNOWN = "<unk>"
@@ -32,6 +36,7 @@ class LanguageModel:
     model: keras.Model  # the trained weights, batch 1, windows of any length
     config: ptb_word_lm.Config
     words: tuple  # id -> word
+    path: fast_cpu.Path = fast_cpu.PLAIN  # how to compute (fast_cpu.path_for)
 
     @property
     def word_to_id(self):
@@ -71,21 +76,47 @@ def _next_log_probs(model, ids, state):
     return tf.nn.log_softmax(logits[:, -1]), state
 
 
+def load_trained_model(save_path):
+    """The batch-1 model that a finished run saved in its folder, and its Config."""
+    model, settings = run_folder.load_finished_run(
+        save_path, "ptb", "train with python -m ptb.ptb_word_lm --save_path first")
+    # Runs from before --rnn_cell existed lack that field: theirs is the default.
+    config = ptb_word_lm.Config(**{field.name: settings[field.name]
+                                   for field in dataclasses.fields(ptb_word_lm.Config)
+                                   if field.name in settings})
+    return model, config
+
+
 def load(save_path):
     """The model that `python -m ptb.ptb_word_lm --save_path=save_path` trained."""
     folder = pathlib.Path(save_path)
-    model, config = ptb_word_lm.load_trained_model(folder)
+    model, config = load_trained_model(folder)
+    vocabulary = folder / report.VOCABULARY
     try:
-        words = tuple(json.loads((folder / ptb_word_lm.VOCABULARY).read_text()))
+        words = tuple(json.loads(vocabulary.read_text()))
     except (OSError, ValueError) as error:
         raise cli.UserInputError(
-            f"--save_path={folder}: {ptb_word_lm.VOCABULARY} missing or unreadable "
+            f"--save_path={folder}: {report.VOCABULARY} missing or unreadable "
             f"({type(error).__name__}); run the trainer's command again: a finished run adds it")
     if len(words) != config.vocab_size or END_OF_SENTENCE not in words:
-        raise cli.UserInputError(f"{folder / ptb_word_lm.VOCABULARY}: not the model's "
-                                 f"vocabulary of {config.vocab_size} words with "
-                                 f"{END_OF_SENTENCE}; train again with --restart")
-    return LanguageModel(model, config, words)
+        raise cli.UserInputError(f"{vocabulary}: not the model's vocabulary of "
+                                 f"{config.vocab_size} words with {END_OF_SENTENCE}; train "
+                                 "again with --restart")
+    return LanguageModel(model, config, words,
+                         fast_cpu.path_for(tf.distribute.get_strategy(), config))
+
+
+def define_save_path_flag():
+    """--save_path, as every tool that reads a trained model takes it."""
+    flags.DEFINE_string("save_path", None, "The run folder of a trained model "
+                        "(python -m ptb.ptb_word_lm --save_path).")
+
+
+def load_from_flags():
+    """The model in the run folder that --save_path (required) names."""
+    if not flags.FLAGS.save_path:
+        raise cli.UserInputError("--save_path: required; the run folder of a trained model")
+    return load(flags.FLAGS.save_path)
 
 
 def check_top_k(top_k, vocab_size):

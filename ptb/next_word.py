@@ -30,17 +30,14 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_string("save_path", None, "The run folder of a trained model "
-                        "(python -m ptb.ptb_word_lm --save_path).")
+    language_model.define_save_path_flag()
     flags.DEFINE_integer("top_k", 10, "How many words to list.")
 
 
 def main(argv):
-    if not FLAGS.save_path:
-        raise cli.UserInputError("--save_path: required; the run folder of a trained model")
     if len(argv) != 2:
         raise cli.UserInputError('give the text as one argument, e.g. "you say" (quoted)')
-    lm = language_model.load(FLAGS.save_path)
+    lm = language_model.load_from_flags()
     for word, probability in next_words(lm, argv[1], FLAGS.top_k):
         print(f"{word}\t{probability:.6f}")
 

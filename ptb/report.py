@@ -1,10 +1,12 @@
-"""Perplexity per epoch as pictures: one run's curves, or several runs' side by side.
+"""What a PTB run reports: its run folder's records, and perplexity per epoch as pictures.
 
-The trainer draws `perplexity.png` into every run folder after each epoch. To
-compare runs (the three recurrent cells in docs/RESULTS.md):
+`RunRecord` writes, after each epoch, metrics.json, history.csv,
+`perplexity.png` and TensorBoard's event files, and at the end the batch-1
+`model.keras` with its vocabulary. To compare runs (the three recurrent cells
+in docs/results.md):
 
     python -m ptb.report --out docs/ptb_small_cells.png \\
-        lstm=runs/ptb/small gru=runs/ptb/small_gru simple_rnn=docs/results/simple_rnn.csv
+        lstm=runs/ptb/small gru=runs/ptb/small_gru simple_rnn=docs/results/ptb_small_simple_rnn.csv
 
 Each `label=path` names a run folder (its metrics.json) or a history.csv.
 """
@@ -22,8 +24,50 @@ import matplotlib.ticker  # noqa: E402
 import common  # noqa: E402,F401  (quiets TensorFlow's start-up logs)
 from absl import flags  # noqa: E402
 
+from common import callbacks  # noqa: E402
 from common import cli  # noqa: E402
-from common import run as run_lib  # noqa: E402
+from common import run_folder  # noqa: E402
+
+# In the run folder beside model.keras: the words in id order.
+VOCABULARY = "vocabulary.json"
+
+
+class RunRecord:
+    """The trainer's records in its run folder (`run`; None: nothing is written)."""
+
+    def __init__(self, run, model, title):
+        self.run, self.title = run, title
+        self.tensorboard = callbacks.tensorboard(run)  # the curves, as Keras' fit writes them
+        if self.tensorboard:
+            self.tensorboard.set_model(model)
+            self.tensorboard.on_train_begin()
+
+    def epoch_end(self, history, train_loss, valid_loss):
+        if not self.run:
+            return
+        self.run.write_metrics(history)
+        plot_perplexity(history, self.run.file("perplexity.png"), title=self.title)
+        self.tensorboard.on_epoch_end(history[-1]["epoch"] - 1, dict(
+            loss=train_loss, perplexity=history[-1]["train_perplexity"],
+            val_loss=valid_loss, val_perplexity=history[-1]["valid_perplexity"],
+            words_per_second=history[-1]["words_per_second"]))
+
+    def training_end(self):
+        if self.tensorboard:
+            self.tensorboard.on_train_end()
+
+    def test_end(self, history, eval_model, words, test_perplexity, test_seconds):
+        """The final model and its vocabulary (for ptb.score, generate, next_word), the
+        test result in metrics.json, TensorBoard and the figure's title."""
+        if not self.run:
+            return
+        run_folder.save_model(eval_model, self.run.file("model.keras"))
+        run_folder.write_json(self.run.file(VOCABULARY), words)
+        callbacks.log_test_metrics(self.run, len(history), dict(test_perplexity=test_perplexity))
+        plot_perplexity(history, self.run.file("perplexity.png"),
+                        title=f"{self.title}; test perplexity {test_perplexity:.2f}")
+        self.run.write_metrics(history, test_perplexity=test_perplexity, test_seconds=test_seconds,
+                               training_seconds=sum(epoch["seconds"] for epoch in history))
 
 
 def plot_perplexity(history, path, title):
@@ -41,7 +85,7 @@ def plot_perplexity(history, path, title):
     # The training perplexity is averaged over each epoch while the weights move,
     # so in the first epochs it sits above the validation one.
     _finish(figure, axes, title)
-    run_lib.save_figure(figure, path)
+    run_folder.save_figure(figure, path)
     plt.close(figure)
 
 
@@ -53,7 +97,7 @@ def plot_validation_curves(histories, path, title):
         axes.plot([epoch["epoch"] for epoch in history], valid, "o-", markersize=3,
                   label=f"{label} (best {min(valid):.2f})")
     _finish(figure, axes, title, ylabel="validation perplexity")
-    run_lib.save_figure(figure, path)
+    run_folder.save_figure(figure, path)
     plt.close(figure)
 
 
@@ -76,7 +120,7 @@ def read_history(path):
     path = pathlib.Path(path)
     try:
         if path.is_dir():
-            history = json.loads((path / run_lib.METRICS).read_text())["history"]
+            history = json.loads((path / run_folder.METRICS).read_text())["history"]
         else:
             with open(path, newline="") as file:
                 history = [{key: float(value) for key, value in row.items()}

@@ -34,6 +34,7 @@ from absl import flags
 import numpy as np
 
 from common import cli
+from ptb import fast_cpu
 from ptb import language_model
 from ptb import ptb_word_lm
 
@@ -67,11 +68,12 @@ def score_sentences(lm, sentences, reset_each_sentence=False):
         # Each from a fresh state after <eos>: that <eos> is read, not scored.
         # Without XLA: it would compile again for every new sentence length.
         log_probs = [ptb_word_lm.stream_log_probs(lm.model, lm.config, np.append(eos, ids),
-                                                  jit_compile=False) for ids in encoded]
+                                                  path=fast_cpu.PLAIN) for ids in encoded]
     else:
         # One stream; the first word has no log-probability, the others belong to
         # the sentence they end in.
-        stream = ptb_word_lm.stream_log_probs(lm.model, lm.config, np.concatenate(encoded))
+        stream = ptb_word_lm.stream_log_probs(lm.model, lm.config, np.concatenate(encoded),
+                                              path=lm.path)
         ends = np.cumsum([len(ids) for ids in encoded]) - 1
         log_probs = np.split(stream, ends[:-1])
     scores = []
@@ -100,8 +102,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    flags.DEFINE_string("save_path", None, "The run folder of a trained model "
-                        "(python -m ptb.ptb_word_lm --save_path).")
+    language_model.define_save_path_flag()
     flags.DEFINE_boolean("reset_each_sentence", False, "Score each line on its own from the "
                          "state after <eos>, instead of one stream as the trainer evaluates.")
 
@@ -126,9 +127,7 @@ def read_sentences(argv):
 
 
 def main(argv):
-    if not FLAGS.save_path:
-        raise cli.UserInputError("--save_path: required; the run folder of a trained model")
-    lm = language_model.load(FLAGS.save_path)
+    lm = language_model.load_from_flags()
     sentences = read_sentences(argv)
     scores, unknown = score_sentences(lm, sentences, FLAGS.reset_each_sentence)
     print("log_prob\tperplexity\twords\tleast_expected\tsentence")

@@ -1,8 +1,9 @@
 """Shared test fixtures and helpers.
 
 Tests that need the real datasets take the `data_dir` fixture. It reads the
-folder from $RNN_TUTORIALS_DATA (CI sets it to ../shared/data). Unset, those
-tests are skipped locally; under CI, or when set to a missing folder, they fail.
+folder from $RNN_TUTORIALS_DATA (.ci/run sets it). Unset, those tests are
+skipped, with a reason that names the variable and the layout; under CI (CI
+set), or when it names a missing folder, they fail.
 
 Entry points are run as a user runs them, `python -m <module> ...`, with
 `run_module`; `assert_one_line_error` checks the one error path every entry
@@ -25,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 import common  # noqa: E402,F401  (quiets TensorFlow's start-up logs)
 
 DATA_ENV = "RNN_TUTORIALS_DATA"
+DATA_LAYOUT = ("ptb/ptb.{train,valid,test}.txt, fashion-mnist/*-ubyte.gz, "
+               "mnist-test/t10k-*-ubyte.gz, imdb/aclImdb_v1.tar.gz")
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +36,7 @@ def data_dir():
     if not value:
         if os.environ.get("CI"):
             pytest.fail(f"${DATA_ENV} is not set; CI must run the real-data tests.")
-        pytest.skip(f"real data: set ${DATA_ENV} to the shared data folder")
+        pytest.skip(f"real data: set {DATA_ENV} to a folder holding {DATA_LAYOUT}")
     path = pathlib.Path(value)
     if not path.is_dir():
         pytest.fail(f"${DATA_ENV}={value} is not a folder")

@@ -42,13 +42,13 @@ ENTRY_POINTS = {
         "preset out of range": (["--model=huge"], None, "flag --model=huge: value should be one of"),
         "steps out of range": (["--steps=0"], None, "--steps=0: must be at least 1"),
     }),
-    "mnist_lstm": dict(COMMON_CASES, **{
+    "mnist_lstm.train": dict(COMMON_CASES, **{
         "dataset out of range": (["--dataset=digits"], None,
                                  "--dataset=digits: unknown dataset; use one of mnist, fashion_mnist"),
         "missing data folder": ([f"--data_path={MISSING}"], None,
                                 f"--data_path={MISSING}: not a folder"),
         "epochs out of range": (["--epochs=0"], None, "--epochs=0: must be at least 1"),
-        "evaluate without a run": (["--evaluate"], None, "no saved model there"),
+        "evaluate without a run": (["--evaluate"], None, "no model.keras there"),
     }),
     "imdb_sentiment.train": dict(COMMON_CASES, **{
         "rnn out of range": (["--rnn=transformer"], None,

@@ -1,4 +1,4 @@
-"""common/run.py and common/data.py: the run folder, its guard, resumable pieces."""
+"""common/run_folder.py and common/data.py: the run folder, its guard, resumable pieces."""
 
 import json
 import os
@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from common import data as common_data
-from common import run as run_lib
+from common import callbacks
+from common import machine
+from common import run_folder
 from common.cli import UserInputError
 from ptb import ptb_word_lm
 
 
 def test_settings_are_recorded_once_the_run_begins(tmp_path):
-    run = run_lib.RunFolder(tmp_path / "run", "ptb", {"epochs": 2, "sizes": (1, 2)})
+    run = run_folder.RunFolder(tmp_path / "run", "ptb", {"epochs": 2, "sizes": (1, 2)})
     assert not (tmp_path / "run").exists()  # nothing written before the run begins
     run.write_metrics([{"epoch": 1, "seconds": 1.5, "loss": 0.25}], test_loss=0.5)
     assert json.loads((tmp_path / "run" / "settings.json").read_text()) == {
@@ -25,19 +27,19 @@ def test_settings_are_recorded_once_the_run_begins(tmp_path):
     assert "cores" in metrics["machine"]
     assert (tmp_path / "run" / "history.csv").read_text() == "epoch,seconds,loss\n1,1.5,0.25\n"
     # Same settings (tuples read back as lists): accepted, as a resume.
-    assert run_lib.RunFolder(tmp_path / "run", "ptb", {"epochs": 2, "sizes": [1, 2]})
+    assert run_folder.RunFolder(tmp_path / "run", "ptb", {"epochs": 2, "sizes": [1, 2]})
 
 
 def test_other_settings_are_refused_naming_them_and_restart_clears_the_run(tmp_path):
-    run_lib.RunFolder(tmp_path, "mnist_lstm", {"epochs": 2, "units": 8}).begin()
+    run_folder.RunFolder(tmp_path, "mnist_lstm", {"epochs": 2, "units": 8}).begin()
     (tmp_path / "model.keras").write_text("old")
     with pytest.raises(UserInputError, match=r"--save_path=.*: holds a run with other settings "
                                              r"\(epochs 2 -> 3, units 8 -> 9\); use a new "
                                              r"--save_path, or --restart"):
-        run_lib.RunFolder(tmp_path, "mnist_lstm", {"epochs": 3, "units": 9})
+        run_folder.RunFolder(tmp_path, "mnist_lstm", {"epochs": 3, "units": 9})
     with pytest.raises(UserInputError, match="holds a mnist_lstm run, not ptb"):
-        run_lib.RunFolder(tmp_path, "ptb", {"epochs": 2, "units": 8})
-    run_lib.RunFolder(tmp_path, "mnist_lstm", {"epochs": 3, "units": 9}, restart=True).begin()
+        run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2, "units": 8})
+    run_folder.RunFolder(tmp_path, "mnist_lstm", {"epochs": 3, "units": 9}, restart=True).begin()
     assert not (tmp_path / "model.keras").exists()
 
 
@@ -45,19 +47,19 @@ def test_a_folder_that_is_not_a_run_is_never_used_or_deleted(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     for restart in (False, True):
         with pytest.raises(UserInputError, match="exists and is not a run folder"):
-            run_lib.RunFolder(tmp_path, "ptb", {}, restart=restart)
+            run_folder.RunFolder(tmp_path, "ptb", {}, restart=restart)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_an_unwritable_save_path_is_refused_before_training(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UserInputError, match="cannot write there"):
-        run_lib.RunFolder(tmp_path / "file" / "run", "ptb", {})
+        run_folder.RunFolder(tmp_path / "file" / "run", "ptb", {})
 
 
 def test_restart_deletes_the_old_run_only_when_the_new_one_begins(tmp_path):
-    run_lib.RunFolder(tmp_path, "ptb", {"epochs": 1}).begin()
-    restarted = run_lib.RunFolder(tmp_path, "ptb", {"epochs": 2}, restart=True)
+    run_folder.RunFolder(tmp_path, "ptb", {"epochs": 1}).begin()
+    restarted = run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2}, restart=True)
     assert json.loads((tmp_path / "settings.json").read_text())["settings"] == {"epochs": 1}
     restarted.begin()
     assert json.loads((tmp_path / "settings.json").read_text())["settings"] == {"epochs": 2}
@@ -65,39 +67,39 @@ def test_restart_deletes_the_old_run_only_when_the_new_one_begins(tmp_path):
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "metrics.json"
-    run_lib.write_json(path, {"old": 1})
+    run_folder.write_json(path, {"old": 1})
 
     def failing_write(partial):
         partial.write_text('{"half')
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        run_lib.atomic_write(path, failing_write)
+        run_folder.atomic_write(path, failing_write)
     assert json.loads(path.read_text()) == {"old": 1}
 
 
 def test_early_stopping_takes_up_its_count_after_a_restart():
     history = [{"val_accuracy": value} for value in (0.5, 0.7, 0.6, 0.65)]
-    stopping = run_lib.EarlyStopping("val_accuracy", patience=3, history=history)
+    stopping = callbacks.EarlyStopping("val_accuracy", patience=3, history=history)
     stopping.on_train_begin()
     assert (stopping.best, stopping.best_epoch, stopping.wait) == (0.7, 1, 2)
     assert not stopping.stopped_before()
     stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     stopping.on_epoch_end(4, {"val_accuracy": 0.6})  # a third epoch without a better one
     assert stopping.model.stop_training
-    assert run_lib.EarlyStopping("val_accuracy", 2, history).stopped_before()
+    assert callbacks.EarlyStopping("val_accuracy", 2, history).stopped_before()
 
 
 def test_early_stopping_resumed_with_patience_0_stops_only_after_a_worse_epoch():
     improving = [{"val_accuracy": value} for value in (0.5, 0.6)]
-    assert not run_lib.EarlyStopping("val_accuracy", 0, improving).stopped_before()
+    assert not callbacks.EarlyStopping("val_accuracy", 0, improving).stopped_before()
     worse = improving + [{"val_accuracy": 0.55}]
-    assert run_lib.EarlyStopping("val_accuracy", 0, worse).stopped_before()
+    assert callbacks.EarlyStopping("val_accuracy", 0, worse).stopped_before()
 
 
 def test_best_model_remembers_the_best_before_a_restart(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    best = run_lib.BestModel(tmp_path / "model.keras", "val_accuracy",
+    best = callbacks.BestModel(tmp_path / "model.keras", "val_accuracy",
                              history=[{"val_accuracy": 0.8}])
     best.set_model(model)
     best.on_epoch_end(1, {"val_accuracy": 0.7})
@@ -153,4 +155,4 @@ def test_describe_cpu_names_the_widest_vector_extension():
             break
     expected = ("(AVX-512)" if "avx512f" in cpu_flags else
                 "(AVX2, no AVX-512)" if "avx2" in cpu_flags else "(no AVX2)")
-    assert run_lib.describe_cpu().endswith(expected)
+    assert machine.describe_cpu().endswith(expected)

@@ -240,7 +240,7 @@ def test_imdb_model_and_weight_average_on_two_mirrored_cpus():
 import common, dataclasses, json, numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from common import training
+from common import strategy as strategy_lib, training
 from imdb_sentiment import model as model_lib, train
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = dataclasses.replace(train.DEFAULTS, vocab_size=30, embedding_dim=4, units=8,
@@ -263,7 +263,7 @@ want = [0.5 * a + 0.5 * b for a, b in zip(*trained)]
 ok = all(np.allclose(local.numpy(), w, atol=1e-7)
          for variable, w in zip(model.weights, want)
          for local in strategy.experimental_local_results(variable))
-print(json.dumps([strategy.num_replicas_in_sync, training.cpu_replica_can_use_xla(strategy), ok]))
+print(json.dumps([strategy.num_replicas_in_sync, strategy_lib.is_one_cpu_replica(strategy), ok]))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)
@@ -374,7 +374,7 @@ def test_bad_paths_raise_clear_errors(tmp_path):
 # The least data and epochs that reliably learned something in trials on 2 CPU cores
 # (fewer reviews stayed near chance). SimpleRNN needs small batches (more updates)
 # and more reviews: with 4,000 it reached only 59.5% once the shuffling changed
-# (2026-11-23); with 8,000, 78.4% and 79.1% on seeds 0 and 1, both from epoch 2
+# per (seed, epoch); with 8,000, 78.4% and 79.1% on seeds 0 and 1, both from epoch 2
 # of 3 (so 2 epochs give the same model). No
 # regularisation, decay or weight averaging: too little data and too few epochs
 # for them to help (with them, 4,000 reviews gave 53%).

@@ -49,7 +49,7 @@ def write_mnist_folder(folder, num_train=64, num_test=32, suffix=".gz"):
 
 
 def run_cli(*args):
-    return run_module("mnist_lstm", *args)
+    return run_module("mnist_lstm.train", *args)
 
 
 # --- parsing ---------------------------------------------------------------------
@@ -156,7 +156,7 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, case):
     (["--data_path={bad}"], "train-images-idx3-ubyte.gz: cannot read"),
     (["--data_path={bad}", "--split_test_file=40"], "--split_test_file=40: must be between 1 and 31"),
     (["--evaluate", "--data_path={bad}", "--save_path={tmp}/none"],
-     "none: no saved model there"),
+     "none: no model.keras there"),
     (["--evaluate", "--units=8", "--save_path={tmp}/none"],
      "--units: --evaluate uses the settings of the run in --save_path"),
 ])
@@ -259,7 +259,7 @@ def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(tmp_path):
     folder = write_mnist_folder(tmp_path / "data", num_train=400, num_test=40)
 
     def command(save_path):
-        return module_command("mnist_lstm", f"--data_path={folder}", "--units=8",
+        return module_command("mnist_lstm.train", f"--data_path={folder}", "--units=8",
                               "--batch_size=16", "--epochs=25", f"--save_path={save_path}")
     whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=25)
     assert (killed["test_loss"], killed["confusion_matrix"]) == (

@@ -9,6 +9,7 @@ import pytest
 
 from common.cli import UserInputError
 from ptb import benchmark
+from ptb import language_model
 from ptb import ptb_word_lm
 from ptb import reader
 from tests.conftest import (assert_one_line_error, killed_and_rerun_like_uninterrupted,
@@ -56,7 +57,7 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypat
     assert resumed["test_perplexity"] == uninterrupted["test_perplexity"]
 
     # The saved model loads back for evaluation and gives the reported number.
-    model, saved_config = ptb_word_lm.load_trained_model(save_path)
+    model, saved_config = language_model.load_trained_model(save_path)
     assert saved_config == config
     test_ids = reader.ptb_raw_data(data_path)[2]
     assert ptb_word_lm.evaluate_stream(model, config, test_ids) == pytest.approx(
@@ -99,7 +100,7 @@ def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
     assert metrics["tutorial"] == "ptb" and metrics["settings"]["epochs"] == 1
     # The run folder's model is the batch-1 evaluation model, and gives the same number.
     test_ids = reader.ptb_raw_data(str(data_dir / "ptb"))[2]
-    model, config = ptb_word_lm.load_trained_model(save_path)
+    model, config = language_model.load_trained_model(save_path)
     assert ptb_word_lm.evaluate_stream(model, config, test_ids) == pytest.approx(
         metrics["test_perplexity"], rel=1e-6)
 

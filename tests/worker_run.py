@@ -5,7 +5,7 @@
 Before TensorFlow starts it can split the CPU into logical devices, which the
 strategy helper then mirrors as it would as many GPUs. It runs
 MODULE's `main` with FLAGS as the command line would, and records, for the
-test to compare, every model the run saves through common.run.save_model: in
+test to compare, every model the run saves through common.run_folder.save_model: in
 OUT_FOLDER/<task>.json the paths saved to, and OUT_FOLDER/<task>-<n>.npz the
 weights (task: this process's TF_CONFIG task index, or "local").
 """
@@ -34,7 +34,7 @@ def main():
             cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
 
     from common import cli
-    from common import run as run_lib
+    from common import run_folder
     from common import strategy as strategy_lib
 
     if logical_cpus > 1:
@@ -42,7 +42,7 @@ def main():
         strategy_lib.get_strategy = lambda num_gpus=None: strategy_lib.strategy_for_devices(cpus)
 
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", "local")
-    saved_paths, save_model = [], run_lib.save_model
+    saved_paths, save_model = [], run_folder.save_model
 
     def recording_save_model(model, path):
         save_model(model, path)
@@ -50,7 +50,7 @@ def main():
         saved_paths.append(str(pathlib.Path(path).resolve()))
         (out / f"{task}.json").write_text(json.dumps(saved_paths))
 
-    run_lib.save_model = recording_save_model
+    run_folder.save_model = recording_save_model
     module_name, *flags = args
     module = importlib.import_module(module_name)
     module.define_flags()

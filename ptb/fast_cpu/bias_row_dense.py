@@ -6,17 +6,14 @@ The PTB model's output layer maps each word's 200 hidden units to 10,000
 logits. As keras.layers.Dense, XLA's CPU code adds the bias in a pass of its
 own over the [words x vocabulary] logits, and the backward pass sums the
 [words x vocabulary] gradient over the words for the bias's gradient: a
-column sum that ran beside the output layer's two backward products and took
-2-5 ms of a 47-50 ms training step (profile of the compiled step, AMD EPYC
-with AVX-512, 2026-11-25; docs/RESULTS.md). With the bias inside the product,
-its gradient is the last row of [x, 1]^T @ gradient, the product that gives
-the kernel's gradient anyway, 0.5% larger. The whole `small` training step:
-45.5-46.0 ms best against 49.6-50.4 with keras.layers.Dense (the two taking
-turns in one process, 30-window passes, same CPU).
+column sum beside the output layer's two backward products. With the bias
+inside the product, its gradient is the last row of [x, 1]^T @ gradient, the
+product that gives the kernel's gradient anyway, 0.5% larger
+(docs/performance.md has the profile and the step times).
 
 Same weights as keras.layers.Dense (checkpoints are interchangeable) and the
 same function, to float32 rounding (the bias is added inside the product's
-sum rather than after it). `ptb_word_lm.build_model` picks it with
+sum rather than after it). The fast path (`fast_cpu.FAST`) uses it with
 `WindowLSTM`, on one CPU replica only.
 """
 

@@ -14,14 +14,11 @@ compiles whole, with a hand-written backward pass:
 Step t of a layer then needs only step t of the layer below, forward (and
 step t of the layer above, backward), so XLA's runtime runs the two layers'
 steps side by side; one layer's steps alone, small and one after another,
-leave the two cores partly idle. The `small` training step, AVX-512 EPYC,
-2026-11-25: 45.7 ms best and 49.0 median against 48.1 and 50.9 with the
-window's input products done at once before the recurrence (the two taking
-turns in one process; docs/RESULTS.md).
+leave the two cores partly idle (docs/performance.md).
 
 It is for CPUs only: on a GPU keras.layers.LSTM runs the cuDNN kernel, which is
-faster still, so `ptb_word_lm.build_training_model` picks this layer only for
-one CPU replica (`uses_cpu_speedups`). It supports what the PTB model uses (tanh / sigmoid, biases, no
+faster still, so `fast_cpu.path_for` picks this layer only for one CPU
+replica. It supports what the PTB model uses (tanh / sigmoid, biases, no
 dropout inside the layer, no mask, a fixed window length) and says so otherwise.
 """
 

@@ -25,21 +25,18 @@ reads the chief's folder, which must then be on a filesystem all of them see.
 """
 
 import atexit
-import contextlib
 import csv
 import io
 import json
 import os
 import pathlib
-import platform
 import shutil
-import sys
 import tempfile
-import time
 
 import keras
 import tensorflow as tf
 
+from common import machine
 from common.cli import UserInputError
 
 SETTINGS = "settings.json"
@@ -133,7 +130,7 @@ class RunFolder:
         """metrics.json (history and results, one schema for all tutorials), history.csv."""
         self.begin()
         metrics = dict(tutorial=self.tutorial, settings=self.settings,
-                       machine=describe_machine(), replicas=self.strategy.num_replicas_in_sync,
+                       machine=machine.describe_machine(), replicas=self.strategy.num_replicas_in_sync,
                        history=history)
         write_json(self.file(METRICS), {**metrics, **results})
         write_text(self.file("history.csv"), history_as_csv(history))
@@ -234,8 +231,8 @@ class TrainingState:
     saves a Keras 3 model's weights only through the optimizer and misses the
     seed generators too, so the model's variables are listed explicitly. `extra` adds
     other variables (e.g. a weight average). The best model and the history are
-    written by BestModel and EpochCheckpoint below, atomically, where Keras'
-    ModelCheckpoint and CSVLogger write in place.
+    written by common/callbacks.py's BestModel and EpochCheckpoint, atomically,
+    where Keras' ModelCheckpoint and CSVLogger write in place.
     """
 
     def __init__(self, run, model, extra=None):
@@ -289,161 +286,24 @@ def resume(run, state):
     return epochs_done, history
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Records each epoch (history in metrics.json, then the training state).
-
-    List it last, so that it records what the other callbacks did at the epoch's
-    end. `training_weights`: a context manager that puts the weights training
-    goes on from into the model while the state is saved (when a callback has
-    swapped in averaged weights).
-    """
-
-    def __init__(self, run, state, history, training_weights=contextlib.nullcontext):
-        super().__init__()
-        self.run, self.state, self.history = run, state, history
-        self.training_weights = training_weights
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.history.append(dict(epoch=epoch + 1, **{k: float(v) for k, v in logs.items()}))
-        if self.run:
-            self.run.write_metrics(self.history)
-        with self.training_weights():
-            self.state.save(epoch + 1)
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Adds to its logs `seconds` (wall time of the epoch, validation included)
-    and, given `examples_per_epoch`, `examples_per_second` (of training alone)."""
-
-    def __init__(self, examples_per_epoch=None):
-        super().__init__()
-        self.examples_per_epoch = examples_per_epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = self.training_end = time.perf_counter()
-
-    def on_test_begin(self, logs=None):
-        self.training_end = time.perf_counter()  # validation starts
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs["seconds"] = time.perf_counter() - self.start
-        if self.examples_per_epoch:
-            logs["examples_per_second"] = self.examples_per_epoch / (self.training_end - self.start)
-
-
-def tensorboard(run):
-    """Keras' TensorBoard callback, writing into the run folder's `tensorboard/`
-    (None without a run folder), after the run's settings as text.
-
-    It writes each epoch's logs (train/ and validation/ curves), the learning
-    rate and the model's summary, as the original tutorial's Supervisor did:
-        tensorboard --logdir runs/
-    """
-    if not run:
-        return None
-    log_dir = run.file("tensorboard")
-    rows = "\n".join(f"| {name} | {value} |" for name, value in run.settings.items())
-    _write_summaries(log_dir / "train", lambda: tf.summary.text(
-        "settings", f"| setting | value |\n|---|---|\n{rows}", step=0))
-    return keras.callbacks.TensorBoard(log_dir=str(log_dir))
-
-
-def log_test_metrics(run, epochs, metrics):
-    """The test results as scalars in the run's `tensorboard/test/`, at the last
-    epoch's step (Keras' callback counts epochs from 0)."""
-    if run:
-        _write_summaries(run.file("tensorboard") / "test", lambda: [
-            tf.summary.scalar(name, value, step=epochs - 1) for name, value in metrics.items()])
-
-
-def _write_summaries(log_dir, write):
-    writer = tf.summary.create_file_writer(str(log_dir))
-    with writer.as_default():
-        write()
-    writer.close()
-
-
-class BestModel(keras.callbacks.Callback):
-    """Keeps the weights of the epoch where `monitor` was best (higher is better),
-    in `weights` and, given a `path`, as a saved model there.
-
-    `history`: the epochs before this fit call (a resumed run), so that the best
-    so far is remembered across a restart (its weights are then in `path`).
-    """
-
-    def __init__(self, path, monitor, history=()):
-        super().__init__()
-        self.path, self.monitor, self.weights = path, monitor, None
-        self.best = max((epoch[monitor] for epoch in history), default=float("-inf"))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs[self.monitor] > self.best:
-            self.best = logs[self.monitor]
-            self.weights = self.model.get_weights()
-            if self.path:
-                save_model(self.model, self.path)
-
-
-class EarlyStopping(keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping (higher `monitor` is better), resumable: it takes up
-    its count of epochs without improvement from the epochs run before a restart."""
-
-    def __init__(self, monitor, patience, history=()):
-        super().__init__(monitor=monitor, mode="max", patience=patience)
-        previous = [epoch[monitor] for epoch in history]
-        self.previous_best_index = (max(range(len(previous)), key=previous.__getitem__)
-                                    if previous else None)
-        self.previous = previous
-
-    def stopped_before(self):
-        """True when the epochs run before a restart had already ended training:
-        as Keras decides, after a second or later epoch that did not improve."""
-        if len(self.previous) < 2:
-            return False
-        epochs_since_best = len(self.previous) - 1 - self.previous_best_index
-        return epochs_since_best > 0 and epochs_since_best >= self.patience
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if self.previous:
-            self.best_epoch = self.previous_best_index
-            self.best = self.previous[self.best_epoch]
-            self.wait = len(self.previous) - 1 - self.best_epoch
-
-
 # ----------------------------------------------------------------------------
-# Output and the machine
+# A finished run
 
 
-def progress_verbosity():
-    """Keras' progress bar on a terminal; one line per epoch in a log file or pipe."""
-    return 1 if sys.stdout.isatty() else 2
+def load_finished_run(save_path, tutorial, how_to_train):
+    """(model.keras, settings) of the finished `tutorial` run in folder save_path.
 
-
-def describe_cpu():
-    """The CPU model and its widest vector extension, e.g. 'AMD EPYC (AVX2, no AVX-512)'."""
-    model, cpu_flags = platform.processor() or platform.machine(), set()
+    Anything else is a one-line UserInputError: no run there, a run of another
+    tutorial, no model.keras yet (`how_to_train` says what to do), a damaged file.
+    """
+    folder = pathlib.Path(save_path)
+    settings = saved_settings(folder, tutorial) if folder.is_dir() else None
+    model_file = folder / "model.keras"
+    if settings is None or not model_file.is_file():
+        raise UserInputError(f"--save_path={folder}: no model.keras there; {how_to_train}")
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    cpu_flags = set(value.split())
-                if model and cpu_flags:
-                    break
-    except OSError:  # not Linux: the model name from platform is all there is
-        return model
-    if "avx512f" in cpu_flags:
-        extensions = "AVX-512"
-    elif "avx2" in cpu_flags:
-        extensions = "AVX2, no AVX-512"
-    else:
-        extensions = "no AVX2"
-    return f"{model} ({extensions})"
-
-
-def describe_machine():
-    gpus = tf.config.list_logical_devices("GPU")
-    return f"{describe_cpu()}, {os.cpu_count()} cores" + (f", {len(gpus)} GPU(s)" if gpus else "")
+        model = keras.saving.load_model(model_file)
+    except Exception as error:  # Keras raises many types for a broken archive
+        raise UserInputError(f"{model_file}: not a loadable Keras model "
+                             f"({type(error).__name__}); train again with --restart")
+    return model, settings

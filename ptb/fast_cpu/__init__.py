@@ -1,0 +1,71 @@
+"""The PTB model's fast path on a CPU: the same model and step, computed faster.
+
+    path = fast_cpu.path_for(strategy, config)   # taken once, passed down
+    path.lstm_layer, path.output_layer           # the model's layers
+    path.word_losses, path.update                # the step's loss and SGD update
+    path.jit_compile                             # XLA for the steps
+
+`PLAIN` is the Keras model and step as anyone would write them: keras.layers.LSTM
+and Dense (cuDNN on a GPU), Keras' cross-entropy and SGD, no XLA. `FAST` swaps in,
+with the same weights and the same function (tests/test_ptb_fast_cpu.py holds each
+part and a whole training step to the plain one):
+
+    WindowLSTM     (window_lstm.py)     the recurrence written out for XLA, the
+                                        weights' gradients one product per window
+    BiasRowDense   (bias_row_dense.py)  the output bias as one more row of its kernel
+    word_losses    (step.py)            the cross-entropy's gradient in one pass
+    sgd_update     (step.py)            only the window's embedding rows rewritten
+    jit_compile                         XLA fuses the hundreds of small operations
+
+A profile of the plain step on a CPU found most of its time in the LSTM's small
+per-step products and in small element-wise operations, which these remove or
+fuse; docs/performance.md has the measurements and `python -m ptb.benchmark`
+repeats them. The fast path is for an LSTM on one CPU replica only: on a GPU the
+LSTM must stay on cuDNN, which XLA cannot compile, and with several replicas a
+compiled step cannot read variables mirrored on other devices.
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from common import strategy as strategy_lib
+from common import training
+from ptb.fast_cpu import step
+from ptb.fast_cpu.bias_row_dense import BiasRowDense
+from ptb.fast_cpu.window_lstm import WindowLSTM
+
+
+@dataclasses.dataclass(frozen=True)
+class Path:
+    """The parts of the PTB model and training step that the fast path replaces."""
+
+    name: str
+    lstm_layer: type  # a keras.layers.LSTM
+    output_layer: type  # a keras.layers.Dense
+    word_losses: Callable  # (targets, logits) -> -log p(target) of every word, float32
+    update: Callable  # (optimizer, gradients, variables): one SGD step
+    jit_compile: bool  # compile the training and evaluation steps with XLA
+
+
+def keras_word_losses(targets, logits):
+    """Keras' sparse softmax cross-entropy, in float32 (the softmax over the
+    vocabulary needs its range even under --mixed_precision)."""
+    return keras.losses.sparse_categorical_crossentropy(
+        targets, tf.cast(logits, tf.float32), from_logits=True)
+
+
+PLAIN = Path("plain Keras", keras.layers.LSTM, keras.layers.Dense, keras_word_losses,
+             training.apply_gradients, jit_compile=False)
+FAST = Path("CPU fast path", WindowLSTM, BiasRowDense, step.word_losses, step.sgd_update,
+            jit_compile=True)
+
+
+def path_for(strategy, config):
+    """FAST for an LSTM on one CPU replica, PLAIN otherwise (GPUs, several replicas,
+    and the GRU and SimpleRNN cells, whose Keras while loops XLA made slower)."""
+    if config.rnn_cell == "lstm" and strategy_lib.is_one_cpu_replica(strategy):
+        return FAST
+    return PLAIN

@@ -1,0 +1,202 @@
+"""ptb/fast_cpu: each part of the CPU fast path, and a whole training step, against plain Keras."""
+
+import dataclasses
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from common import strategy as strategy_lib
+from ptb import fast_cpu
+from ptb import ptb_word_lm
+from ptb.fast_cpu import step as fast_step
+from ptb.fast_cpu import variants
+from ptb.fast_cpu.bias_row_dense import BiasRowDense
+from ptb.fast_cpu.window_lstm import WindowLSTM
+
+SMALL = ptb_word_lm.PRESETS["small"]
+TINY = dataclasses.replace(ptb_word_lm.PRESETS["small"], hidden_size=8, vocab_size=50,
+                           batch_size=3, num_steps=4)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_word_losses_and_their_gradient_are_keras_cross_entropys(jit_compile):
+    rng = np.random.default_rng(4)
+    targets = tf.constant(rng.integers(0, 50, (3, 5)), tf.int32)
+    logits = tf.constant(5 * rng.standard_normal((3, 5, 50)), tf.float32)  # peaked softmaxes
+    upstream = tf.constant(rng.standard_normal((3, 5)), tf.float32)
+
+    def losses_and_gradient(loss_fn):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            losses = loss_fn(targets, logits)
+            weighted = tf.reduce_sum(losses * upstream)
+        return losses, tape.gradient(weighted, logits)
+
+    keras_loss = lambda t, x: keras.losses.sparse_categorical_crossentropy(  # noqa: E731
+        t, x, from_logits=True)
+    ours = tf.function(lambda: losses_and_gradient(fast_step.word_losses),
+                       jit_compile=jit_compile)()
+    expected = losses_and_gradient(keras_loss)
+    for actual, wanted in zip(ours, expected):
+        np.testing.assert_allclose(actual.numpy(), wanted.numpy(), rtol=1e-5, atol=1e-6)
+    # float16 logits (--mixed_precision on a GPU) are scored in float32.
+    half = fast_step.word_losses(targets, tf.cast(logits, tf.float16))
+    assert half.dtype == tf.float32
+    np.testing.assert_allclose(half.numpy(), expected[0].numpy(), rtol=1e-2)
+
+
+def test_window_lstm_matches_keras_lstm_values_gradients_and_state():
+    rng = np.random.default_rng(1)
+    inputs = tf.constant(rng.standard_normal((4, 7, 5)), tf.float32)
+    output_weights = tf.constant(rng.standard_normal((4, 7, 6)), tf.float32)
+    init = keras.initializers.RandomUniform(-0.5, 0.5, seed=1)
+
+    def stateful_model(layer_class):
+        words = keras.Input((7, 5), batch_size=4)
+        outputs = layer_class(6, return_sequences=True, stateful=True, kernel_initializer=init,
+                              recurrent_initializer=init, bias_initializer=init)(words)
+        return keras.Model(words, outputs)
+
+    reference, window = stateful_model(keras.layers.LSTM), stateful_model(WindowLSTM)
+    window.set_weights(reference.get_weights())
+    for call in range(2):  # the second call starts from the state the first left
+        results = []
+        for model in (reference, window):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                loss = tf.reduce_sum(model(inputs) * output_weights)
+            gradients = tape.gradient(loss, [inputs] + model.trainable_weights)
+            states = [state.numpy() for state in model.layers[1].states]
+            results.append([loss.numpy()] + [g.numpy() for g in gradients] + states)
+        for expected, actual in zip(*results):
+            np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_window_lstm_refuses_what_it_does_not_compute():
+    with pytest.raises(ValueError, match="dropout"):
+        WindowLSTM(4, dropout=0.5)
+    with pytest.raises(ValueError, match="fixed window length"):
+        WindowLSTM(4)(keras.Input((None, 3)))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_bias_row_dense_matches_keras_dense_values_and_gradients(jit_compile):
+    rng = np.random.default_rng(5)
+    inputs = tf.constant(rng.standard_normal((3, 4, 6)), tf.float32)
+    output_weights = tf.constant(rng.standard_normal((3, 4, 9)), tf.float32)
+    init = keras.initializers.RandomUniform(-0.5, 0.5, seed=2)
+    layers = [layer_class(9, kernel_initializer=init, bias_initializer=init)
+              for layer_class in (keras.layers.Dense, BiasRowDense)]
+    for layer in layers:
+        layer.build(inputs.shape)
+    layers[1].set_weights(layers[0].get_weights())
+    assert [w.path for w in layers[1].weights] == [f"{layers[1].name}/kernel",
+                                                   f"{layers[1].name}/bias"]
+
+    def values_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = layer(inputs)
+            loss = tf.reduce_sum(outputs * output_weights)
+        return [outputs] + tape.gradient(loss, [inputs, layer.kernel, layer.bias])
+
+    expected = values_and_gradients(layers[0])
+    actual = tf.function(lambda: values_and_gradients(layers[1]), jit_compile=jit_compile)()
+    assert actual[0].shape == (3, 4, 9)
+    for got, wanted in zip(actual, expected):
+        np.testing.assert_allclose(got.numpy(), wanted.numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="use_bias"):
+        BiasRowDense(4, use_bias=False)
+
+
+@pytest.mark.parametrize("clip_norm", [0.5, 1e3])  # clipping on, and off
+def test_sgd_update_is_keras_sgd_with_global_clipnorm(clip_norm):
+    """The CPU step's update, with the embedding's rows kept sparse, against
+    Keras' SGD on the same gradients (the embedding's made dense by Keras)."""
+    rng = np.random.default_rng(6)
+    start = [rng.standard_normal((10, 3)), rng.standard_normal((3, 4))]
+    # Word 7 twice in the window: both rows count in the norm, and both update it.
+    embedding_rows = tf.IndexedSlices(tf.constant(rng.standard_normal((4, 3)), tf.float32),
+                                      tf.constant([7, 2, 7, 0]), tf.constant([10, 3]))
+    gradients = [embedding_rows, tf.constant(rng.standard_normal((3, 4)), tf.float32)]
+    results = []
+    for update in ("keras", "sgd_update"):
+        variables = [keras.Variable(value, dtype="float32") for value in start]
+        optimizer = keras.optimizers.SGD(0.3, global_clipnorm=clip_norm)
+        optimizer.build(variables)
+        if update == "keras":
+            optimizer.apply(gradients, variables)
+        else:
+            # Compiled as in the training step, which reads the model's variables.
+            tf.function(lambda: fast_step.sgd_update(optimizer, gradients, variables),
+                        jit_compile=True)()
+        assert int(optimizer.iterations.numpy()) == 1
+        results.append([v.numpy() for v in variables])
+    for keras_result, ours in zip(*results):
+        np.testing.assert_allclose(ours, keras_result, rtol=1e-6, atol=1e-7)
+    untouched = [1, 3, 4, 5, 6, 8, 9]  # rows of words not in the window
+    np.testing.assert_array_equal(results[1][0][untouched], start[0][untouched].astype(np.float32))
+    assert (results[1][0][[0, 2, 7]] != start[0][[0, 2, 7]].astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("shape", [(201, 5), (200, 3), (17,), (8, 2), (3,), ()])
+def test_sum_of_squares_is_the_plain_sum(shape):
+    """The clipping norm's sum of squares, rows halved first (odd counts too)."""
+    values = np.random.default_rng(7).standard_normal(shape).astype(np.float32)
+    expected = np.sum(np.square(values.astype(np.float64)))
+    rows_unknown = tf.TensorSpec([None, *shape[1:]]) if shape else tf.TensorSpec([])
+    for run in (fast_step.sum_of_squares,
+                tf.function(fast_step.sum_of_squares, jit_compile=True),
+                tf.function(fast_step.sum_of_squares, input_signature=[rows_unknown])):
+        np.testing.assert_allclose(float(run(tf.constant(values))), expected, rtol=1e-6)
+
+
+def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch):
+    one_replica = tf.distribute.get_strategy()
+    assert fast_cpu.path_for(one_replica, TINY) is fast_cpu.FAST
+    cpu_model = ptb_word_lm.build_training_model(TINY, fast_cpu.FAST)
+    assert isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
+    assert isinstance(cpu_model.get_layer("softmax"), BiasRowDense)
+    # The GRU and SimpleRNN cells always take the plain path.
+    assert fast_cpu.path_for(one_replica, dataclasses.replace(TINY, rnn_cell="gru")) is (
+        fast_cpu.PLAIN)
+    two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
+    assert not strategy_lib.is_one_cpu_replica(two_replicas)
+    for gpu_visible, strategy in ((True, one_replica), (False, two_replicas)):
+        if gpu_visible:
+            monkeypatch.setattr(strategy_lib, "is_one_cpu_replica", lambda strategy: False)
+        path = fast_cpu.path_for(strategy, TINY)
+        assert path is fast_cpu.PLAIN and not path.jit_compile  # no XLA: cuDNN cannot be compiled
+        model = ptb_word_lm.build_training_model(TINY, path)
+        for layer in ("lstm_0", "lstm_1"):
+            lstm = model.get_layer(layer)
+            # Keras takes the cuDNN kernel for exactly these arguments.
+            assert type(lstm) is keras.layers.LSTM and not lstm.unroll and lstm.use_cudnn == "auto"
+            assert lstm.activation is keras.activations.tanh and lstm.cell.use_bias
+            assert lstm.recurrent_activation is keras.activations.sigmoid
+            assert lstm.cell.recurrent_dropout == 0
+        assert type(model.get_layer("softmax")) is keras.layers.Dense
+
+
+def test_fast_path_trains_like_the_plain_keras_path():
+    """The CPU layers + XLA (on a CPU) against the plain Keras stack, from the same
+    weights: same losses and weights to float32 tolerance."""
+    strategy = tf.distribute.get_strategy()
+    windows = list(variants.random_windows(SMALL, num_windows=4))
+    trainers = {"fast": variants.build_trainer(SMALL, strategy),
+                "plain": variants.build_trainer(SMALL, strategy, fast_cpu.PLAIN)}
+    trainers["plain"][0].set_weights(trainers["fast"][0].get_weights())
+    losses = {}
+    for name, (model, train_step, initial_state) in trainers.items():
+        state = initial_state()
+        losses[name] = []
+        for inputs, targets in windows:
+            loss, state = train_step(inputs, targets, state)
+            losses[name].append(float(loss))
+    assert losses["fast"][0] == pytest.approx(20 * np.log(SMALL.vocab_size), rel=0.05)
+    np.testing.assert_allclose(losses["fast"], losses["plain"], rtol=2e-5)
+    for a, b in zip(trainers["fast"][0].get_weights(), trainers["plain"][0].get_weights()):
+        np.testing.assert_allclose(a, b, atol=2e-5)
