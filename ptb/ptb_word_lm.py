@@ -10,8 +10,8 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar.
 | medium | 39     | 48.45 /  86.16 /  82.07       | not yet run                       |
 | large  | 55     | 37.87 /  82.62 /  78.29       | not yet run                       |
 
-(1) A 2-core AMD EPYC VM with AVX-512, CPU only, 26 minutes; other runs, the
-commands and the machines in docs/results.md.
+(1) 2-core AMD EPYC VMs, CPU only: 14 minutes on a Zen 5, 26 on an older
+AVX-512 EPYC, to the same numbers; the commands and other runs in docs/results.md.
 
 Glossary (tutorial name -> field of `Config` where it differs):
   init_scale     weights start uniform in [-init_scale, init_scale]
@@ -34,11 +34,12 @@ Get the data and run (downloads the data when --data_path is left out):
 
 The text goes: reader.py (words to ids to windows), then here the presets, the
 model, `run_epoch` carrying the LSTM state from window to window, the
-evaluation and `train_and_evaluate`. Two doors lead to the engine:
-`fast_cpu.path_for` picks the plain Keras model and step or the CPU fast path
-(ptb/fast_cpu: the same function, computed faster), and common/run_folder.py
-keeps the run folder that makes a run resumable. A run folder is then a tool:
-python -m ptb.score, ptb.generate and ptb.next_word read it.
+evaluation and `train_and_evaluate`. Three doors lead to the engine, one call
+each: `fast_cpu.path_for` picks the plain Keras model and step or the CPU fast
+path (ptb/fast_cpu: the same function, computed faster);
+`training.replicated_step` runs a step on every replica (common/training.py);
+common/run_folder.py keeps the run folder that makes a run resumable. A run
+folder is then a tool: python -m ptb.score, ptb.generate and ptb.next_word read it.
 """
 
 import dataclasses
