@@ -3,10 +3,12 @@ model, stop early (resumably), and write TensorBoard's event files into the run 
 """
 
 import contextlib
+import math
 import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from common import run_folder
@@ -68,7 +70,23 @@ def tensorboard(run):
     rows = "\n".join(f"| {name} | {value} |" for name, value in run.settings.items())
     _write_summaries(log_dir / "train", lambda: tf.summary.text(
         "settings", f"| setting | value |\n|---|---|\n{rows}", step=0))
-    return keras.callbacks.TensorBoard(log_dir=str(log_dir))
+    return _TensorBoard(log_dir=str(log_dir))
+
+
+class _TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' callback, with values beyond float32's range (a diverging run's
+    perplexity) written as infinities instead of failing the run."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, {name: _in_float32_range(value)
+                                     for name, value in (logs or {}).items()})
+
+
+def _in_float32_range(value):
+    """TensorBoard stores float32: a larger number becomes an infinity."""
+    if isinstance(value, float) and abs(value) > float(np.finfo(np.float32).max):
+        return math.copysign(math.inf, value)
+    return value
 
 
 def log_test_metrics(run, epochs, metrics):
@@ -76,7 +94,8 @@ def log_test_metrics(run, epochs, metrics):
     epoch's step (Keras' callback counts epochs from 0)."""
     if run:
         _write_summaries(run.file("tensorboard") / "test", lambda: [
-            tf.summary.scalar(name, value, step=epochs - 1) for name, value in metrics.items()])
+            tf.summary.scalar(name, _in_float32_range(value), step=epochs - 1)
+            for name, value in metrics.items()])
 
 
 def _write_summaries(log_dir, write):

@@ -7,10 +7,13 @@
 Bad input (a file, a folder, a flag value, an unknown flag, stray arguments, more
 GPUs than exist, a malformed TF_CONFIG) ends with one line on stderr that names
 the input and what to do, and exit status 2, as for any usage error; never a
-traceback. Checks raise `UserInputError` where the input is first understood;
-this module only prints them.
+traceback. A run that fails on good input (`RunFailure`: a loss that is no
+longer finite, a write the disk refuses) ends with one line and exit status 1.
+Checks raise these where the problem is first understood; this module only
+prints them.
 """
 
+import math
 import sys
 
 from absl import app
@@ -19,6 +22,7 @@ from absl import logging
 
 FLAGS = flags.FLAGS
 USAGE_ERROR = 2  # exit status of a usage error, as argparse and the shells use
+RUN_FAILED = 1
 INTERRUPTED = 130  # 128 + SIGINT
 
 
@@ -28,6 +32,11 @@ class UserInputError(ValueError):
     The message is the whole story: it names the file or flag and says what to do.
     Entry points print it as one line and exit with status 2, with no traceback.
     """
+
+
+class RunFailure(RuntimeError):
+    """The run cannot go on (a non-finite loss, a failed write); the message names
+    where and what to try. Entry points print it as one line and exit with status 1."""
 
 
 def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_help=None,
@@ -58,6 +67,13 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
                              "and N test examples.")
 
 
+def check_positive(name):
+    """Raises a UserInputError unless flag --name is a finite number above 0."""
+    value = FLAGS[name].value
+    if not 0 < value < math.inf:  # refuses nan too
+        raise UserInputError(f"--{name}={value}: must be a finite number above 0")
+
+
 def check_at_least(name, minimum):
     """Raises a UserInputError unless flag --name is unset or >= minimum."""
     value = FLAGS[name].value
@@ -82,6 +98,8 @@ def run(main, takes_arguments=False):
             return main(argv)
         except UserInputError as error:
             fail(error)
+        except RunFailure as error:
+            fail(error, status=RUN_FAILED)
         except KeyboardInterrupt:
             print("\ninterrupted; run the same command again (without --restart) to resume "
                   "after the last completed epoch", file=sys.stderr)
@@ -90,10 +108,10 @@ def run(main, takes_arguments=False):
     app.run(main_with_clean_errors, flags_parser=_parse_flags)
 
 
-def fail(message):
-    """Ends the program with one line on stderr and the usage-error status."""
+def fail(message, status=USAGE_ERROR):
+    """Ends the program with one line on stderr and `status` (a usage error's by default)."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
-    sys.exit(USAGE_ERROR)
+    sys.exit(status)
 
 
 def _parse_flags(argv):

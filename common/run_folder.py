@@ -15,7 +15,8 @@ the optimizer, every random stream the model draws from (Keras' seed
 generators: dropout masks) and the epoch count, and the trainers derive their
 shuffling from (seed, epoch), so nothing restarts. Other settings into the same
 folder are refused, naming them. Every file is written atomically: to a
-temporary name first, then renamed, so a crash never leaves half a file.
+temporary name first, then renamed, so a crash never leaves half a file. One
+process at a time opens a folder (common/folder_lock.py).
 
 Under several workers (MultiWorkerMirroredStrategy) only the chief writes the
 run folder. The other workers write the same files into a scratch folder of
@@ -28,6 +29,7 @@ import atexit
 import csv
 import io
 import json
+import math
 import os
 import pathlib
 import shutil
@@ -36,6 +38,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from common import folder_lock
 from common import machine
 from common.cli import UserInputError
 
@@ -62,7 +65,26 @@ def write_text(path, text):
 
 
 def write_json(path, data):
-    write_text(path, json.dumps(data, indent=1) + "\n")
+    """Strict JSON, which every parser reads: a number that is not finite is written as
+    null, and a top-level dict gets "non_finite": {where: "inf" or "nan"} beside it."""
+    non_finite = {}
+    data = _finite_or_null(data, "", non_finite)
+    if non_finite and isinstance(data, dict):
+        data = dict(data, non_finite=non_finite)
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
+
+
+def _finite_or_null(value, where, non_finite):
+    if isinstance(value, float) and not math.isfinite(value):
+        non_finite[where] = str(value)
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item, f"{where}.{key}".lstrip("."), non_finite)
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item, f"{where}[{index}]", non_finite)
+                for index, item in enumerate(value)]
+    return value
 
 
 def save_figure(figure, path):
@@ -86,15 +108,31 @@ class RunFolder:
     a typo in another flag never costs the old run.
     """
 
-    def __init__(self, path, tutorial, settings, restart=False, strategy=None):
+    def __init__(self, path, tutorial, settings, restart=False, strategy=None, lock=True):
         self.path = pathlib.Path(path)
         self.resume_from = self.path  # another worker's folder resumes from the chief's
         self.strategy = strategy or tf.distribute.get_strategy()
         self.tutorial = tutorial
         self.settings = json.loads(json.dumps(settings))  # tuples -> lists, as stored
         _check_writable(self.path)
-        saved = saved_settings(self.path, tutorial)
+        if lock:  # before anything is read: one process at a time decides about the folder
+            folder_lock.acquire(self.path)
+        try:
+            saved = saved_settings(self.path, tutorial)
+        except UserInputError:
+            # A damaged settings.json still marks a run folder: --restart may clear it.
+            if not (restart and self.file(SETTINGS).is_file()):
+                raise
+            saved = "damaged"
         self.restart = restart and saved is not None
+        if self.restart:
+            foreign = [entry.name for entry in sorted(self.path.iterdir())
+                       if not _written_by_runs(entry)]
+            if foreign:
+                raise UserInputError(
+                    f"--save_path={self.path}: --restart deletes a run's own files only, and "
+                    f"this folder also holds {foreign[0]!r}; move that away, or use a new "
+                    "--save_path")
         if saved is not None and saved != self.settings and not restart:
             raise UserInputError(
                 f"--save_path={self.path}: holds a run with other settings "
@@ -108,13 +146,23 @@ class RunFolder:
         once something of it is saved, not when bad input stopped it early.
         """
         if self.restart:
-            shutil.rmtree(self.path)
+            for entry in self.path.iterdir():
+                if entry.name == folder_lock.LOCK:
+                    continue  # held by this process
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
             self.restart = False
         if not self.file(SETTINGS).is_file():
             write_json(self.file(SETTINGS), dict(tutorial=self.tutorial, settings=self.settings))
 
     def file(self, name):
         return self.path / name
+
+    def close(self):
+        """The run is over: other processes may open the folder."""
+        folder_lock.release(self.path)
 
     def read_metrics(self):
         """metrics.json of the run to resume, as a dict; {} before the first epoch ends."""
@@ -141,8 +189,8 @@ def saved_settings(path, tutorial):
     path = pathlib.Path(path)
     settings_file = path / SETTINGS
     if not settings_file.is_file():
-        leftovers = [p for p in path.iterdir() if not p.name.startswith(".partial-")] if (
-            path.is_dir()) else []
+        leftovers = [p for p in path.iterdir() if not p.name.startswith(".partial-")
+                     and p.name != folder_lock.LOCK] if path.is_dir() else []
         if path.exists() and (not path.is_dir() or leftovers):
             raise UserInputError(f"--save_path={path}: exists and is not a run folder (no "
                                  f"{SETTINGS}); choose a new or empty folder")
@@ -157,6 +205,17 @@ def saved_settings(path, tutorial):
         raise UserInputError(f"--save_path={path}: holds a {saved_tutorial} run, not "
                              f"{tutorial}; use a new --save_path")
     return settings
+
+
+# What the trainers write into a run folder; --restart deletes these and nothing else.
+RUN_FILES = {SETTINGS, METRICS, "history.csv", "checkpoint", "model.keras", "tensorboard",
+             "vocabulary.json", "evaluation.json", "results.md", "results.csv", folder_lock.LOCK}
+
+
+def _written_by_runs(entry):
+    return (entry.name in RUN_FILES or entry.suffix == ".png" or entry.name.startswith(".partial-")
+            # imdb_sentiment.compare's folder holds each model's run folder
+            or (entry.is_dir() and (entry / SETTINGS).is_file()))
 
 
 def _check_writable(path):
@@ -180,13 +239,15 @@ def open_run(save_path, tutorial, settings, restart=False, strategy=None):
     # Part of the settings: a run goes on in the precision it started in.
     settings = dict(settings, dtype_policy=keras.mixed_precision.global_policy().name)
     strategy = strategy or tf.distribute.get_strategy()
-    # Every worker runs the folder's checks, so that a refused run stops them all.
-    folder = RunFolder(save_path, tutorial, settings, restart, strategy)
-    if strategy.extended.should_checkpoint:  # the chief, or the only process
+    # Every worker runs the folder's checks, so that a refused run stops them all;
+    # the chief, or the only process, locks the folder.
+    chief = strategy.extended.should_checkpoint
+    folder = RunFolder(save_path, tutorial, settings, restart, strategy, lock=chief)
+    if chief:
         return folder
     scratch = tempfile.mkdtemp(prefix=f"{tutorial}-worker-")
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    run = RunFolder(scratch, tutorial, settings, strategy=strategy)
+    run = RunFolder(scratch, tutorial, settings, strategy=strategy, lock=False)
     run.resume_from = pathlib.Path(save_path)
     return run
 

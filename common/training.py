@@ -25,12 +25,36 @@ of a replica's examples is divided by the whole batch's number of examples, so
 that the summed gradient is the gradient of the batch's mean loss.
 """
 
+import contextlib
+import math
+
 import numpy as np
 import keras
 import tensorflow as tf
 
 from common import strategy as strategy_lib
+from common.cli import RunFailure
 from common.cli import UserInputError
+
+
+class NonFiniteLoss(RunFailure):
+    """Training diverged: the loss is no longer a finite number. Raised before
+    anything of the epoch is saved, so the run folder keeps the last good one."""
+
+    def __init__(self, where, loss, epoch=None):
+        self.where, self.loss = where, loss
+        at = f"epoch {epoch}, {where}" if epoch else where
+        super().__init__(f"{at}: the training loss is {loss}, so training stopped; the run "
+                         "folder keeps the last completed epoch; try a lower --learning_rate")
+
+
+@contextlib.contextmanager
+def name_epoch_on_failure(epoch):
+    """Names the epoch (counted from 0) in a NonFiniteLoss raised inside."""
+    try:
+        yield
+    except NonFiniteLoss as error:
+        raise NonFiniteLoss(error.where, error.loss, epoch + 1) from None
 
 
 def check_global_batch(batch_size, strategy, flag="--batch_size"):
@@ -190,6 +214,9 @@ def fit(model, strategy, train_batches, validation_batches, *, loss, metrics, ep
         for step in range(steps_per_epoch):
             callbacks.on_train_batch_begin(step)
             sums += steps.train(iterator)
+            if not math.isfinite(float(sums[0])):  # diverged: stop before anything is saved
+                raise NonFiniteLoss(f"epoch {epoch + 1}, batch {step + 1} of {steps_per_epoch}",
+                                    float(sums[0]))
             callbacks.on_train_batch_end(step, steps.logs(sums) if verbose == 1 else None)
         logs = steps.logs(sums)
         callbacks.on_test_begin()

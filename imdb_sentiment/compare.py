@@ -58,6 +58,7 @@ def compare(config, strategy, save_path, data_path=None, restart=False, verbose=
         results.append(metrics)
     write_results(run, results, time.perf_counter() - start,
                   averaged=config.weight_averaging > 0)
+    run.close()
     return results
 
 

@@ -233,6 +233,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
         run.write_metrics(history, **metrics)
         callbacks.log_test_metrics(run, len(history), dict(
             test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
+        run.close()
     return dict(metrics, history=history)
 
 
@@ -283,8 +284,7 @@ def config_from_flags(**overrides):
     for name in ("epochs", "batch_size", "max_examples"):
         cli.check_at_least(name, 1)
     cli.check_at_least("patience", 0)
-    if not FLAGS.learning_rate > 0:  # also refuses nan
-        raise cli.UserInputError(f"--learning_rate={FLAGS.learning_rate}: must be positive")
+    cli.check_positive("learning_rate")
     for name in ("dropout", "word_dropout", "weight_averaging"):
         if not 0 <= FLAGS[name].value < 1:
             raise cli.UserInputError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")

@@ -182,6 +182,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
         callbacks.log_test_metrics(run, len(history), dict(
             test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
         report.plot_training_curves(history, run.file("curves.png"), title=_title(config, metrics))
+        run.close()
     return dict(metrics, history=history)
 
 
@@ -216,6 +217,7 @@ def evaluate_run(save_path, strategy, data_path=None):
     metrics = report_on_test(model, config, data.load_test_data(config, data_path), run,
                              strategy, name="evaluation")
     run_folder.write_json(run.file("evaluation.json"), metrics)
+    run.close()
     print(f"wrote {run.file('evaluation.json')} and {run.file('evaluation.png')}")
     return metrics
 
@@ -270,8 +272,7 @@ def config_from_flags():
         )
     for name in ("units", "batch_size", "epochs", "max_examples"):
         cli.check_at_least(name, 1)
-    if not config.learning_rate > 0:
-        raise cli.UserInputError(f"--learning_rate={config.learning_rate}: must be positive")
+    cli.check_positive("learning_rate")
     if not 0 <= config.dropout < 1:
         raise cli.UserInputError(f"--dropout={config.dropout}: must be in [0, 1)")
     if not 0 < config.validation_fraction < 1:

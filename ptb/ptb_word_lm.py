@@ -114,8 +114,15 @@ def learning_rate_for_epoch(config, epoch):
 
 
 def perplexity(loss_per_word):
-    """exp of the mean loss per word (over a whole epoch, not a mean of per-batch exps)."""
-    return math.exp(min(loss_per_word, 700.0))
+    """exp of the mean loss per word (over a whole epoch, not a mean of per-batch exps);
+    inf past what a float holds."""
+    return math.exp(loss_per_word) if loss_per_word < 700 else math.inf
+
+
+def format_perplexity(value):
+    """Two decimals, as the tutorial prints; a diverging run's in three digits and
+    a power of ten rather than a hundred digits."""
+    return f"{value:.2f}" if value < 1e6 else f"{value:.3g}"
 
 
 # ----------------------------------------------------------------------------
@@ -304,10 +311,12 @@ def run_epoch(step, initial_state, windows, config, progress=None):
     report_every = max(num_windows // 10, 1)
     for window, (inputs, targets) in enumerate(windows):
         loss, state = step(inputs, targets, state)
-        total_loss += loss
+        total_loss += float(loss)
+        if not math.isfinite(total_loss):  # training diverged: nothing after it is worth keeping
+            raise training.NonFiniteLoss(f"window {window + 1} of {num_windows}", float(loss))
         if progress and (window + 1) % report_every == 0:
-            progress(window + 1, float(total_loss) / ((window + 1) * config.num_steps))
-    return float(total_loss) / (num_windows * config.num_steps)
+            progress(window + 1, total_loss / ((window + 1) * config.num_steps))
+    return total_loss / (num_windows * config.num_steps)
 
 
 # ----------------------------------------------------------------------------
@@ -369,7 +378,7 @@ def print_progress(epoch, num_windows, config, learning_rate):
     def progress(windows_done, loss_per_word):
         words_per_second = windows_done * words_per_window / (time.perf_counter() - start)
         print(f"| epoch {epoch + 1:3d} | {windows_done:5d}/{num_windows} windows "
-              f"| lr {learning_rate:.3f} | ppl {perplexity(loss_per_word):9.2f} "
+              f"| lr {learning_rate:.3f} | ppl {format_perplexity(perplexity(loss_per_word)):>9} "
               f"| {words_per_second:6.0f} words/s |", flush=True)
     return progress
 
@@ -421,16 +430,18 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
         print(f"Epoch {epoch + 1}: learning rate {learning_rate:.3f}")
 
         start = time.perf_counter()
-        train_loss = run_epoch(train_step, initial_state, train_data, config,
-                               print_progress(epoch, num_windows, config, learning_rate))
+        with training.name_epoch_on_failure(epoch):
+            train_loss = run_epoch(train_step, initial_state, train_data, config,
+                                   print_progress(epoch, num_windows, config, learning_rate))
         seconds = time.perf_counter() - start
         valid_loss = run_epoch(eval_step, initial_state, valid_data, config)
         history.append(dict(
             epoch=epoch + 1, learning_rate=learning_rate,
             train_perplexity=perplexity(train_loss), valid_perplexity=perplexity(valid_loss),
             seconds=seconds, words_per_second=num_windows * words_per_window / seconds))
-        print(f"Epoch {epoch + 1}: train perplexity {history[-1]['train_perplexity']:.2f}, "
-              f"valid perplexity {history[-1]['valid_perplexity']:.2f}", flush=True)
+        print(f"Epoch {epoch + 1}: train perplexity "
+              f"{format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
+              f"{format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
         # The record first: after a crash between the two writes, resuming keeps
         # only the epochs that the latest complete checkpoint holds.
         record.epoch_end(history, train_loss, valid_loss)
@@ -441,7 +452,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     eval_model = build_eval_model(config, model)
     test_perplexity = evaluate_stream(eval_model, config, test_ids, path=path)
     test_seconds = time.perf_counter() - start
-    print(f"Test perplexity: {test_perplexity:.2f} "
+    print(f"Test perplexity: {format_perplexity(test_perplexity)} "
           f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")
     record.test_end(history, eval_model, words, test_perplexity, test_seconds)
     return dict(history=history, test_perplexity=test_perplexity)
@@ -482,8 +493,7 @@ def main(argv):
     if FLAGS.epochs is not None:
         config = dataclasses.replace(config, epochs=FLAGS.epochs)
     if FLAGS.learning_rate is not None:
-        if not FLAGS.learning_rate > 0:
-            raise cli.UserInputError(f"--learning_rate={FLAGS.learning_rate}: must be above 0")
+        cli.check_positive("learning_rate")
         config = dataclasses.replace(config, learning_rate=FLAGS.learning_rate)
     config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell)
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)

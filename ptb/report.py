@@ -58,7 +58,8 @@ class RunRecord:
 
     def test_end(self, history, eval_model, words, test_perplexity, test_seconds):
         """The final model and its vocabulary (for ptb.score, generate, next_word), the
-        test result in metrics.json, TensorBoard and the figure's title."""
+        test result in metrics.json, TensorBoard and the figure's title; then the
+        run is over and the folder's lock released."""
         if not self.run:
             return
         run_folder.save_model(eval_model, self.run.file("model.keras"))
@@ -68,6 +69,7 @@ class RunRecord:
                         title=f"{self.title}; test perplexity {test_perplexity:.2f}")
         self.run.write_metrics(history, test_perplexity=test_perplexity, test_seconds=test_seconds,
                                training_seconds=sum(epoch["seconds"] for epoch in history))
+        self.run.close()
 
 
 def plot_perplexity(history, path, title):

@@ -36,7 +36,7 @@ ENTRY_POINTS = {
         "cell out of range": (["--rnn_cell=lstm2"], None,
                               "flag --rnn_cell=lstm2: value should be one of <lstm|gru|simple_rnn>"),
         "learning rate out of range": (["--learning_rate=0"], None,
-                                       "--learning_rate=0.0: must be above 0"),
+                                       "--learning_rate=0.0: must be a finite number above 0"),
     }),
     "ptb.benchmark": dict(COMMON_CASES, **{
         "preset out of range": (["--model=huge"], None, "flag --model=huge: value should be one of"),

@@ -17,7 +17,8 @@ from ptb import ptb_word_lm
 
 def test_settings_are_recorded_once_the_run_begins(tmp_path):
     run = run_folder.RunFolder(tmp_path / "run", "ptb", {"epochs": 2, "sizes": (1, 2)})
-    assert not (tmp_path / "run").exists()  # nothing written before the run begins
+    # Nothing of the run is written before it begins; the folder holds only its lock.
+    assert [path.name for path in (tmp_path / "run").iterdir()] == [".lock"]
     run.write_metrics([{"epoch": 1, "seconds": 1.5, "loss": 0.25}], test_loss=0.5)
     assert json.loads((tmp_path / "run" / "settings.json").read_text()) == {
         "tutorial": "ptb", "settings": {"epochs": 2, "sizes": [1, 2]}}
