@@ -14,6 +14,7 @@ prints them.
 """
 
 import math
+import re
 import sys
 
 from absl import app
@@ -60,6 +61,8 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
                          lower_bound=0, upper_bound=2**32 - 1)
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only. "
                          "Several workers: set TF_CONFIG (README, Scaling up).")
+    flags.DEFINE_integer("worker_timeout", 600, "Seconds a worker waits for the others "
+                         "of TF_CONFIG to join before it gives up, naming them.", lower_bound=1)
     flags.DEFINE_bool("mixed_precision", False, "Compute in float16 on GPUs (with loss "
                       "scaling), bfloat16 on CPUs; weights, logits and losses stay float32.")
     if max_examples:
@@ -100,6 +103,13 @@ def run(main, takes_arguments=False):
             fail(error)
         except RunFailure as error:
             fail(error, status=RUN_FAILED)
+        except Exception as error:
+            lost = _lost_task(error)
+            if not lost:
+                raise
+            fail(f"{lost} of TF_CONFIG stopped responding during the run; the run "
+                 "folder keeps the last completed epoch: start every worker again with "
+                 "the same command to resume", status=RUN_FAILED)
         except KeyboardInterrupt:
             print("\ninterrupted; run the same command again (without --restart) to resume "
                   "after the last completed epoch", file=sys.stderr)
@@ -112,6 +122,17 @@ def fail(message, status=USAGE_ERROR):
     """Ends the program with one line on stderr and `status` (a usage error's by default)."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(status)
+
+
+def _lost_task(error):
+    """'worker 1 (/job:worker/task:1)' when `error` is TensorFlow's report that a task
+    of the cluster went away (its heartbeats stopped, or its connection broke);
+    None for any other error."""
+    if type(error).__name__ != "UnavailableError":
+        return None
+    found = (re.search(r"unhealthy.*?/job:(\w+)/replica:\d+/task:(\d+)", str(error), re.DOTALL)
+             or re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", str(error)))
+    return f"{found[1]} {found[2]} (/job:{found[1]}/task:{found[2]})" if found else "another task"
 
 
 def _parse_flags(argv):

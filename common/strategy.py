@@ -16,15 +16,22 @@ and prints what it chose with the number of replicas. Batch sizes given to a
 strategy are global: each replica gets batch_size / num_replicas_in_sync.
 """
 
+import faulthandler
 import json
 import os
+import subprocess
+import sys
 
 import tensorflow as tf
 
 from common.cli import UserInputError
 
 
-def get_strategy(num_gpus=None, tpu_address=None):
+# A worker that waits for the others longer than this gives up (--worker_timeout).
+WORKER_TIMEOUT = 600
+
+
+def get_strategy(num_gpus=None, tpu_address=None, worker_timeout=WORKER_TIMEOUT):
     """Returns the distribution strategy for this machine (see module docstring).
 
     Args:
@@ -32,6 +39,7 @@ def get_strategy(num_gpus=None, tpu_address=None):
         forces the CPU. Asking for more than exist is a UserInputError (a
         ValueError), as is a malformed TF_CONFIG.
       tpu_address: a TPU name or grpc address; "local" for a TPU VM.
+      worker_timeout: seconds a worker waits for the others to join (TF_CONFIG).
     """
     if tpu_address:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
@@ -40,8 +48,7 @@ def get_strategy(num_gpus=None, tpu_address=None):
         return _log_choice(tf.distribute.TPUStrategy(resolver), "TPUStrategy")
 
     if _num_tasks_in_tf_config() > 1:
-        return _log_choice(tf.distribute.MultiWorkerMirroredStrategy(),
-                           "MultiWorkerMirroredStrategy")
+        return _log_choice(_join_workers(worker_timeout), "MultiWorkerMirroredStrategy")
 
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus is None:
@@ -75,6 +82,73 @@ def is_one_cpu_replica(strategy):
     mirrored on other devices, which a compiled step cannot reach.
     """
     return strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("GPU")
+
+
+def _join_workers(timeout):
+    """MultiWorkerMirroredStrategy once every task of TF_CONFIG has joined, or one line
+    naming the tasks that cannot be reached after `timeout` seconds, exit status 1.
+
+    TensorFlow waits for the other tasks inside C++ holding Python's lock, with no
+    timeout of its own that ends the wait (its coordination service's register
+    timeout did not, with TensorFlow 2.21) and without running Python's signal
+    handlers, so neither a timer nor Ctrl-C in this process can end it. Two
+    helpers outside Python's lock do: faulthandler's watchdog thread ends the
+    process with status 1 after `timeout` seconds, writing into a pipe, and a
+    small watcher process on the pipe's other end then prints the one line (it
+    also ends the wait on Ctrl-C, which reaches it too). Once the workers have
+    met, both stand down. A task that dies later is detected by the coordination
+    service's heartbeats: the next collective operation fails, naming it (cli.run).
+    """
+    tf_config = json.loads(os.environ["TF_CONFIG"])
+    task = tf_config["task"]
+    peers = [(job, index, address) for job in ("chief", "worker")
+             for index, address in enumerate(tf_config["cluster"].get(job, []))
+             if (job, index) != (task["type"], int(task["index"]))]
+    print(f"Waiting up to {timeout:.0f} s (--worker_timeout) for "
+          + ", ".join(f"{job} {index} ({address})" for job, index, address in peers), flush=True)
+    read_end, write_end = os.pipe()
+    watcher = subprocess.Popen(
+        [sys.executable, "-c", _WATCHER, str(os.getpid()), f"{timeout:.0f}", json.dumps(peers)],
+        stdin=read_end)
+    os.close(read_end)
+    dump = os.fdopen(write_end, "w")
+    faulthandler.dump_traceback_later(timeout, exit=True, file=dump)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        dump.close()  # the watcher reads end of file and stands down
+        watcher.wait()
+    return strategy
+
+
+# Run by _join_workers: prints the one line when the worker gives up (its watchdog's
+# dump arrives on stdin), or ends it on Ctrl-C; stands down at end of file.
+_WATCHER = """
+import json, os, signal, socket, sys
+pid, timeout, peers = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+
+def unreachable():
+    missing = []
+    for job, index, address in peers:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+        except OSError:
+            missing.append(f"{job} {index} ({address})")
+    return ", ".join(missing) or "none: they started, but did not all join"
+
+def interrupted(signum, frame):
+    print("\\ninterrupted while waiting for the other workers", file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+    sys.exit(130)
+
+signal.signal(signal.SIGINT, interrupted)
+if sys.stdin.buffer.read(1):  # the watchdog's dump: the worker gave up
+    print(f"error: TF_CONFIG: the workers did not all join within {timeout} s "
+          f"(--worker_timeout); not reachable: {unreachable()}; start every worker "
+          "with the same command and its own task index", file=sys.stderr, flush=True)
+"""
 
 
 def _num_tasks_in_tf_config():

@@ -143,7 +143,8 @@ def main(argv):
         raise cli.UserInputError("--rnn: compare trains all three; use "
                                  "imdb_sentiment.train for one")
     config = train.config_from_flags()
-    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
+                                       worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
     save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", "compare")
     compare(config, strategy, save_path, data_path=FLAGS.data_path, restart=FLAGS.restart)

@@ -304,7 +304,8 @@ def config_from_flags(**overrides):
 def main(argv):
     del argv  # cli.run refuses stray arguments
     config = config_from_flags()
-    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
+                                       worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
     save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", config.rnn)
     metrics = train_and_evaluate(config, strategy, FLAGS.data_path, save_path,

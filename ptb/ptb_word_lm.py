@@ -496,7 +496,8 @@ def main(argv):
         cli.check_positive("learning_rate")
         config = dataclasses.replace(config, learning_rate=FLAGS.learning_rate)
     config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell)
-    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
+                                       worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
     run_name = FLAGS.model if FLAGS.rnn_cell == "lstm" else f"{FLAGS.model}_{FLAGS.rnn_cell}"
     save_path = FLAGS.save_path or os.path.join("runs", "ptb", run_name)
