@@ -168,11 +168,16 @@ class RunFolder:
         """metrics.json of the run to resume, as a dict; {} before the first epoch ends."""
         path = self.resume_from / METRICS
         try:
-            return json.loads(path.read_text())
+            metrics = json.loads(path.read_text())
+            history = metrics.get("history", [])
+            if not all(isinstance(epoch, dict) for epoch in history):
+                raise ValueError("history")
+            return metrics
         except FileNotFoundError:
             return {}
-        except ValueError:
-            raise UserInputError(f"{path}: unreadable; use --restart")
+        except (ValueError, AttributeError, TypeError, OSError) as error:
+            raise UserInputError(f"{path}: unreadable ({type(error).__name__}); it is damaged: "
+                                 "use --restart to start the run over")
 
     def write_metrics(self, history, **results):
         """metrics.json (history and results, one schema for all tutorials), history.csv."""
@@ -199,8 +204,8 @@ def saved_settings(path, tutorial):
         saved = json.loads(settings_file.read_text())
         saved_tutorial, settings = saved["tutorial"], saved["settings"]
     except (ValueError, KeyError, TypeError, OSError):
-        raise UserInputError(f"{settings_file}: unreadable; delete the run folder "
-                             "or use a new --save_path")
+        raise UserInputError(f"{settings_file}: unreadable; it is damaged: use --restart to "
+                             "start the run over, or a new --save_path")
     if saved_tutorial != tutorial:
         raise UserInputError(f"--save_path={path}: holds a {saved_tutorial} run, not "
                              f"{tutorial}; use a new --save_path")
@@ -311,18 +316,20 @@ class TrainingState:
         --restart, empty). Checkpoints restore under any strategy, whatever
         the number of replicas that wrote them.
         """
+        if not self.run:
+            return 0
+        folder = self.run.resume_from / "checkpoint"
         latest = None
-        if self.run:
+        try:  # a damaged index or data file fails in many ways, all of them one line here
             self.manager = tf.train.CheckpointManager(
                 self.checkpoint, self.run.file("checkpoint"), max_to_keep=1)
-            latest = tf.train.latest_checkpoint(str(self.run.resume_from / "checkpoint"))
-        if latest:
-            try:
+            latest = tf.train.latest_checkpoint(str(folder))
+            if latest:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as error:
-                raise UserInputError(
-                    f"{latest}: cannot resume from it ({type(error).__name__}); it is damaged "
-                    "or from another version; use --restart to start over")
+        except Exception as error:
+            raise UserInputError(
+                f"{latest or folder}: cannot resume from it ({type(error).__name__}); it is "
+                "damaged or from another version; use --restart to start the run over")
         return int(self.epochs_done)
 
     def save(self, epochs_done):
@@ -341,10 +348,19 @@ def resume(run, state):
         run.begin()  # on --restart, the old run goes here, before anything is restored
         wait_for_all_workers(run.strategy)  # so that none resumes from what the chief deletes
     epochs_done = state.restore()
-    history = run.read_metrics().get("history", [])[:epochs_done] if run else []
+    if not run:
+        return 0, []
+    history = run.read_metrics().get("history", [])
+    if epochs_done > len(history):
+        raise UserInputError(f"{run.resume_from / METRICS}: records {len(history)} epochs but "
+                             f"the checkpoint {epochs_done}; it is damaged: use --restart to "
+                             "start the run over")
+    if history and not epochs_done:
+        print(f"note: {run.path}: no checkpoint to resume from (checkpoint/ is missing or "
+              f"empty), so the run starts over from epoch 1", flush=True)
     if epochs_done:
         print(f"Resuming {run.path} after epoch {epochs_done}.", flush=True)
-    return epochs_done, history
+    return epochs_done, history[:epochs_done]
 
 
 # ----------------------------------------------------------------------------
