@@ -32,6 +32,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 
@@ -40,6 +41,7 @@ import tensorflow as tf
 
 from common import folder_lock
 from common import machine
+from common.cli import RunFailure
 from common.cli import UserInputError
 
 SETTINGS = "settings.json"
@@ -51,13 +53,32 @@ METRICS = "metrics.json"
 
 
 def atomic_write(path, write):
-    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX)."""
+    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX).
+
+    A write that fails (a full disk, a lost permission) leaves the previous version
+    of `path` as it was and no temporary file, and ends the run in one line.
+    """
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Same suffix, so that writers that pick a format by suffix (Keras, matplotlib) agree.
     partial = path.with_name(f".partial-{path.name}")
-    write(partial)
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, path)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise write_failure(path, error) from None
+
+
+def write_failure(path, error):
+    """The one-line RunFailure for a file the run could not write."""
+    # An OSError's reason, or the last clause of TensorFlow's message ("...; No space
+    # left on device [Op:SaveV2]").
+    reason = getattr(error, "strerror", None) or re.sub(
+        r"\s*\[Op:\w+\]$", "", str(error).strip().splitlines()[-1]).rsplit("; ", 1)[-1]
+    return RunFailure(f"{path}: cannot write it ({reason}); what the run saved before is "
+                      "kept: make room (or fix the permission) and run the same command "
+                      "again to resume")
 
 
 def write_text(path, text):
@@ -334,8 +355,15 @@ class TrainingState:
 
     def save(self, epochs_done):
         self.epochs_done.assign(epochs_done)
-        if self.manager:
+        if not self.manager:
+            return
+        try:
             self.manager.save()  # "latest" moves to the new checkpoint once it is complete
+        except (tf.errors.OpError, OSError) as error:
+            # The latest complete checkpoint stays; the unfinished one goes.
+            for unfinished in pathlib.Path(self.manager.directory).glob("*_temp*"):
+                shutil.rmtree(unfinished, ignore_errors=True)
+            raise write_failure(pathlib.Path(self.manager.directory), error) from None
 
 
 def resume(run, state):
