@@ -15,6 +15,7 @@ prints them.
 
 import math
 import re
+import signal
 import sys
 
 from absl import app
@@ -25,6 +26,7 @@ FLAGS = flags.FLAGS
 USAGE_ERROR = 2  # exit status of a usage error, as argparse and the shells use
 RUN_FAILED = 1
 INTERRUPTED = 130  # 128 + SIGINT
+TERMINATED = 143  # 128 + SIGTERM
 
 
 class UserInputError(ValueError):
@@ -94,6 +96,7 @@ def run(main, takes_arguments=False):
     def main_with_clean_errors(argv):
         # Warnings and errors only: at INFO, TensorFlow adds a line per checkpoint.
         logging.set_verbosity(logging.WARNING)
+        signal.signal(signal.SIGTERM, _terminated)  # as Ctrl-C: the same message
         try:
             if len(argv) > 1 and not takes_arguments:
                 raise UserInputError(f"unexpected arguments {' '.join(argv[1:])!r}; flags "
@@ -110,10 +113,10 @@ def run(main, takes_arguments=False):
             fail(f"{lost} of TF_CONFIG stopped responding during the run; the run "
                  "folder keeps the last completed epoch: start every worker again with "
                  "the same command to resume", status=RUN_FAILED)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interruption:
             print("\ninterrupted; run the same command again (without --restart) to resume "
                   "after the last completed epoch", file=sys.stderr)
-            sys.exit(INTERRUPTED)
+            sys.exit(TERMINATED if isinstance(interruption, _Terminated) else INTERRUPTED)
 
     app.run(main_with_clean_errors, flags_parser=_parse_flags)
 
@@ -122,6 +125,14 @@ def fail(message, status=USAGE_ERROR):
     """Ends the program with one line on stderr and `status` (a usage error's by default)."""
     print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
     sys.exit(status)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, ended as Ctrl-C is."""
+
+
+def _terminated(signum, frame):
+    raise _Terminated()
 
 
 def _lost_task(error):

@@ -26,6 +26,7 @@ reads the chief's folder, which must then be on a filesystem all of them see.
 """
 
 import atexit
+import contextlib
 import csv
 import io
 import json
@@ -66,7 +67,8 @@ def atomic_write(path, write):
         write(partial)
         os.replace(partial, path)
     except OSError as error:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # its folder may be what failed
+            partial.unlink(missing_ok=True)
         raise write_failure(path, error) from None
 
 
@@ -77,8 +79,8 @@ def write_failure(path, error):
     reason = getattr(error, "strerror", None) or re.sub(
         r"\s*\[Op:\w+\]$", "", str(error).strip().splitlines()[-1]).rsplit("; ", 1)[-1]
     return RunFailure(f"{path}: cannot write it ({reason}); what the run saved before is "
-                      "kept: make room (or fix the permission) and run the same command "
-                      "again to resume")
+                      "kept: make room, or fix the path or its permission, and run the same "
+                      "command again to resume")
 
 
 def write_text(path, text):

@@ -77,7 +77,12 @@ def read_reviews(argv):
             raise cli.UserInputError(f"--file={FLAGS.file}: cannot read it ({error})")
         reviews, source = [line for line in lines if line.strip()], f"--file={FLAGS.file}"
     else:
-        reviews, source = [line for line in sys.stdin.read().splitlines() if line.strip()], "stdin"
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise cli.UserInputError(f"stdin: not UTF-8 text (byte {error.start}); give the "
+                                     "reviews as UTF-8 text, one per line")
+        reviews, source = [line for line in text.splitlines() if line.strip()], "stdin"
     if not reviews or any(not review.strip() for review in reviews):
         raise cli.UserInputError(f"{source}: empty review text; give a review to score")
     return reviews

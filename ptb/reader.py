@@ -142,7 +142,7 @@ def ptb_producer(raw_data, batch_size, num_steps, name="data"):
     if num_windows <= 0:
         raise UserInputError(
             f"{name}: {len(raw_data)} words are too few for batch_size={batch_size} "
-            f"x num_steps={num_steps}; use a smaller batch or fewer steps."
+            f"x num_steps={num_steps} (the preset's); give a longer text."
         )
     row_length = len(raw_data) // batch_size
     rows = raw_data[: batch_size * row_length].reshape(batch_size, row_length)
