@@ -1,0 +1,252 @@
+"""Faults as a user meets them: nothing lost, nothing hung, nothing silent.
+
+A second process into a running run's folder, a lock left by a killed run, a
+loss that stops being finite, each kind of damaged run folder, a write the disk
+refuses, a worker that never comes, SIGTERM. Each ends in one line (exit 2 for
+bad input, 1 for a failure of the run), and what the run saved before resumes
+to exactly the numbers of an uninterrupted run.
+"""
+
+import dataclasses
+import errno
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+import tensorflow as tf
+
+from common import folder_lock
+from common import run_folder
+from common.cli import RunFailure
+from common.cli import UserInputError
+from common.training import NonFiniteLoss
+from ptb import ptb_word_lm
+from tests.conftest import (ROOT, assert_one_line_error, epochs_in_checkpoint, module_command,
+                            read_metrics, run_module, timing_free)
+from tests.test_ptb_training import TINY, write_tiny_corpus
+
+CONFIG = dataclasses.replace(TINY, epochs=2)
+
+
+def preset_command(data_path, save_path, *flags):
+    """The PTB trainer's command line: the `test` preset, 2 epochs of 400 windows."""
+    return module_command("ptb.ptb_word_lm", f"--data_path={data_path}", "--model=test",
+                          "--epochs=2", "--steps_per_epoch=400", f"--save_path={save_path}",
+                          *flags)
+
+
+def wait_for(path, process, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert time.monotonic() < deadline, f"no {path} within {timeout} s"
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------
+# One process per run folder
+
+
+def test_a_second_process_is_refused_and_a_dead_ones_lock_taken_over(data_dir, tmp_path):
+    data_path = data_dir / "ptb"
+    save_path = tmp_path / "run"
+    first = subprocess.Popen(preset_command(data_path, save_path, "--steps_per_epoch=20000"),
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(save_path / "settings.json", first)
+        second = run_module(*preset_command(data_path, save_path, "--steps_per_epoch=20000")[2:])
+        assert_one_line_error(second, f"--save_path={save_path}: in use by PID {first.pid} on ")
+        restart = run_module(*preset_command(data_path, save_path, "--restart")[2:])
+        assert_one_line_error(restart, f"in use by PID {first.pid}")
+    finally:
+        first.kill()  # a real, unannounced stop: the lock file still names it
+        first.wait()
+    assert f"PID {first.pid}" in (save_path / folder_lock.LOCK).read_text()
+    taken_over = run_module(*preset_command(data_path, save_path, "--restart", "--epochs=1",
+                                            "--steps_per_epoch=50")[2:])
+    assert taken_over.returncode == 0, taken_over.stderr[-2000:]
+    assert f"taking over the lock of PID {first.pid}" in taken_over.stdout
+    assert (save_path / folder_lock.LOCK).read_text() == ""  # ended normally: no holder
+
+
+def test_restart_deletes_only_the_runs_own_files(tmp_path):
+    run_folder.RunFolder(tmp_path, "ptb", {"epochs": 1}).begin()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserInputError, match="also holds 'notes.txt'"):
+        run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2}, restart=True)
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "curves.png").write_bytes(b"figure")
+    run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2}, restart=True).begin()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".lock", "settings.json"]
+
+
+# ----------------------------------------------------------------------------
+# A loss that stops being finite
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+    data_path = write_tiny_corpus(tmp_path)
+    uninterrupted = ptb_word_lm.train_and_evaluate(CONFIG, data_path, seed=2)
+    save_path = tmp_path / "run"
+    schedule = ptb_word_lm.learning_rate_for_epoch
+    # The second epoch at a learning rate that makes every weight NaN.
+    monkeypatch.setattr(ptb_word_lm, "learning_rate_for_epoch",
+                        lambda config, epoch: float("nan") if epoch == 1 else schedule(config, epoch))
+    with pytest.raises(NonFiniteLoss, match=r"^epoch 2, window \d+ of \d+: the training loss is"):
+        ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=2)
+    assert [epoch["epoch"] for epoch in read_metrics(save_path)["history"]] == [1]
+    assert epochs_in_checkpoint(save_path) == 1 and not (save_path / "model.keras").exists()
+    monkeypatch.undo()
+    resumed = ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=2)
+    assert timing_free(resumed["history"]) == timing_free(uninterrupted["history"])
+    assert resumed["test_perplexity"] == uninterrupted["test_perplexity"]
+
+
+def test_non_finite_flags_are_refused_and_diverging_numbers_stay_readable(tmp_path):
+    assert_one_line_error(
+        run_module(*preset_command(tmp_path, tmp_path / "run", "--learning_rate=inf")[2:]),
+        "--learning_rate=inf: must be a finite number above 0")
+    assert ptb_word_lm.perplexity(800.0) == float("inf")
+    assert ptb_word_lm.format_perplexity(3.9e176) == "3.9e+176"
+    assert ptb_word_lm.format_perplexity(114.2267) == "114.23"
+    run_folder.write_json(tmp_path / "metrics.json", {"history": [{"loss": float("nan")}],
+                                                      "test_perplexity": float("inf")})
+    strict = json.loads((tmp_path / "metrics.json").read_text(),
+                        parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
+    assert strict == {"history": [{"loss": None}], "test_perplexity": None,
+                      "non_finite": {"history[0].loss": "nan", "test_perplexity": "inf"}}
+
+
+# ----------------------------------------------------------------------------
+# Damaged run folders
+
+
+def damage_checkpoint_index(folder):
+    (folder / "checkpoint" / "checkpoint").write_bytes(os.urandom(200))
+
+
+def empty_checkpoint_index(folder):
+    (folder / "checkpoint" / "checkpoint").write_text("")
+
+
+def truncate_checkpoint_data(folder):
+    (data,) = (folder / "checkpoint").glob("*.data-*")
+    data.write_bytes(data.read_bytes()[:100])
+
+
+def empty_metrics(folder):
+    (folder / "metrics.json").write_text("{}")
+
+
+def damage_settings(folder):
+    (folder / "settings.json").write_text("{not json")
+
+
+@pytest.mark.parametrize("damage, names", [
+    (damage_checkpoint_index, "checkpoint: cannot resume from it"),
+    (empty_checkpoint_index, "checkpoint: cannot resume from it"),
+    (truncate_checkpoint_data, "checkpoint/ckpt-2: cannot resume from it"),
+    (empty_metrics, "metrics.json: records 0 epochs but the checkpoint 2"),
+    (damage_settings, "settings.json: unreadable"),
+])
+def test_each_damaged_file_is_named_and_restart_clears_it(tmp_path, damage, names):
+    data_path = write_tiny_corpus(tmp_path)
+    save_path = tmp_path / "run"
+    finished = ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
+    damage(save_path)
+    with pytest.raises(UserInputError, match=f"{names}.*use --restart"):
+        ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
+    restarted = ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1,
+                                               restart=True)
+    assert restarted["test_perplexity"] == finished["test_perplexity"]
+
+
+def test_a_missing_checkpoint_says_the_run_starts_over(tmp_path, capsys):
+    data_path = write_tiny_corpus(tmp_path)
+    save_path = tmp_path / "run"
+    ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
+    shutil.rmtree(save_path / "checkpoint")
+    capsys.readouterr()
+    ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
+    assert "no checkpoint to resume from" in capsys.readouterr().out
+    assert epochs_in_checkpoint(save_path) == 2
+
+
+# ----------------------------------------------------------------------------
+# Writes the disk refuses
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
+    data_path = write_tiny_corpus(tmp_path)
+    uninterrupted = ptb_word_lm.train_and_evaluate(CONFIG, data_path, seed=4)
+    save_path = tmp_path / "run"
+    save = tf.train.CheckpointManager.save
+
+    def disk_full_in_epoch_2(manager, *args, **kwargs):
+        if int(manager._checkpoint.epochs_done) == 2:
+            pathlib.Path(manager.directory, "ckpt-2_temp").mkdir()  # as TensorFlow leaves it
+            raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+        return save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", disk_full_in_epoch_2)
+    with pytest.raises(RunFailure, match="checkpoint: cannot write it .No space left on device."):
+        ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=4)
+    assert not list((save_path / "checkpoint").glob("*_temp*"))
+    assert epochs_in_checkpoint(save_path) == 1
+    monkeypatch.undo()
+    resumed = ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=4)
+    assert timing_free(resumed["history"]) == timing_free(uninterrupted["history"])
+    assert resumed["test_perplexity"] == uninterrupted["test_perplexity"]
+
+
+def test_a_failed_file_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    run_folder.write_json(path, {"epoch": 1})
+
+    def full_disk(partial):
+        partial.write_text("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(RunFailure, match="metrics.json: cannot write it .No space left on device."):
+        run_folder.atomic_write(path, full_disk)
+    assert json.loads(path.read_text()) == {"epoch": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+# ----------------------------------------------------------------------------
+# Several workers, signals
+
+
+def test_a_worker_whose_peer_never_comes_ends_in_one_line(tmp_path):
+    tf_config = {"cluster": {"worker": ["127.0.0.1:24751", "127.0.0.1:24752"]},
+                 "task": {"type": "worker", "index": 0}}
+    start = time.monotonic()
+    # The workers meet before any data is read.
+    result = run_module(*preset_command(tmp_path, tmp_path / "run", "--worker_timeout=5")[2:],
+                        env={"TF_CONFIG": json.dumps(tf_config)}, timeout=120)
+    assert time.monotonic() - start < 60
+    assert result.returncode == 1, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: TF_CONFIG: the workers did not all join within 5 s")
+    assert "not reachable: worker 1 (127.0.0.1:24752)" in last_line
+    assert "Traceback" not in result.stderr
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
+    save_path = tmp_path / "run"
+    command = preset_command(data_dir / "ptb", save_path, "--epochs=3", "--steps_per_epoch=3000")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(save_path / "checkpoint" / "checkpoint", process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr.strip().splitlines()[-1].startswith("interrupted; run the same command again")
+    resumed = run_module(*command[2:])
+    assert resumed.returncode == 0 and "Resuming" in resumed.stdout, resumed.stderr[-2000:]
