@@ -8,6 +8,7 @@
         history.csv       the same per-epoch history as a table
         model.keras       the final model
         *.png             figures
+        .lock             whose process has the folder open (common/folder_lock.py)
 
 The same command again resumes after the last completed epoch and ends with
 exactly the numbers of an uninterrupted run: the checkpoint holds the weights,

@@ -1,5 +1,6 @@
 """common/run_folder.py and common/data.py: the run folder, its guard, resumable pieces."""
 
+import errno
 import json
 import os
 
@@ -7,10 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from common import data as common_data
 from common import callbacks
+from common import data as common_data
 from common import machine
 from common import run_folder
+from common.cli import RunFailure
 from common.cli import UserInputError
 from ptb import ptb_word_lm
 
@@ -72,11 +74,13 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
 
     def failing_write(partial):
         partial.write_text('{"half')
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    with pytest.raises(OSError):
+    # One line naming the file and the reason (cli.run prints a RunFailure so).
+    with pytest.raises(RunFailure, match=r"metrics.json: cannot write it \(No space left on device\)"):
         run_folder.atomic_write(path, failing_write)
     assert json.loads(path.read_text()) == {"old": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
 
 
 def test_early_stopping_takes_up_its_count_after_a_restart():

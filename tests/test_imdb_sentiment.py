@@ -286,7 +286,7 @@ def test_train_and_evaluate_saves_a_run_folder_and_reuses_it(tiny_acl_imdb, tmp_
     assert metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
     assert 0 <= metrics["test_accuracy"] <= 1 and metrics["seconds_per_epoch"] > 0
     assert sorted(path.name for path in save.iterdir()) == [
-        "checkpoint", "history.csv", "metrics.json", "model.keras", "settings.json",
+        ".lock", "checkpoint", "history.csv", "metrics.json", "model.keras", "settings.json",
         "tensorboard", "vocabulary.json"]
     summaries = tensorboard_summaries(save / "tensorboard")
     assert [value for _, value in summaries["validation/epoch_accuracy"]] == pytest.approx(
@@ -346,9 +346,9 @@ def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(tmp_path):
 
     def command(save_path):
         return module_command("imdb_sentiment.train", "--rnn=gru", f"--data_path={reviews_root}",
-                              "--epochs=20", "--patience=20", "--batch_size=8",
+                              "--epochs=12", "--patience=12", "--batch_size=8",
                               f"--save_path={save_path}")
-    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=20)
+    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=12)
     assert killed["test_loss"] == whole["test_loss"]
 
 

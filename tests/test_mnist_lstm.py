@@ -203,7 +203,7 @@ def test_saved_model_round_trip_gives_the_same_report(tmp_path):
     metrics = train.train_and_evaluate(TINY, strategy, folder, save_path, verbose=0)
     assert metrics["test_examples"] == 40 and metrics["epochs_run"] == 1
     assert sorted(path.name for path in save_path.iterdir()) == [
-        "checkpoint", "curves.png", "history.csv", "metrics.json", "model.keras",
+        ".lock", "checkpoint", "curves.png", "history.csv", "metrics.json", "model.keras",
         "predictions.png", "settings.json", "tensorboard"]
     summaries = tensorboard_summaries(save_path / "tensorboard")
     for tag in ("train/epoch_loss", "train/epoch_accuracy", "train/epoch_learning_rate",

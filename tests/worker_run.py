@@ -39,7 +39,8 @@ def main():
 
     if logical_cpus > 1:
         cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
-        strategy_lib.get_strategy = lambda num_gpus=None: strategy_lib.strategy_for_devices(cpus)
+        strategy_lib.get_strategy = lambda num_gpus=None, worker_timeout=None: (
+            strategy_lib.strategy_for_devices(cpus))
 
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", "local")
     saved_paths, save_model = [], run_folder.save_model
