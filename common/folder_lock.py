@@ -58,7 +58,8 @@ def acquire(path):
               flush=True)
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     os.ftruncate(descriptor, 0)
-    os.pwrite(descriptor, f"PID {os.getpid()} on {socket.gethostname()} since {since}\n".encode(), 0)
+    holder = f"PID {os.getpid()} on {socket.gethostname()} since {since}\n"
+    os.pwrite(descriptor, holder.encode(), 0)
     _held[folder] = descriptor
     atexit.register(_release, folder, created)
 

@@ -207,7 +207,8 @@ class RunFolder:
         """metrics.json (history and results, one schema for all tutorials), history.csv."""
         self.begin()
         metrics = dict(tutorial=self.tutorial, settings=self.settings,
-                       machine=machine.describe_machine(), replicas=self.strategy.num_replicas_in_sync,
+                       machine=machine.describe_machine(),
+                       replicas=self.strategy.num_replicas_in_sync,
                        history=history)
         write_json(self.file(METRICS), {**metrics, **results})
         write_text(self.file("history.csv"), history_as_csv(history))

@@ -41,7 +41,7 @@ How to run (from the repository root):
     python -m mnist_lstm.train --dataset=fashion_mnist --data_path=DIR   # the four IDX .gz files
     python -m mnist_lstm.train --data_path=DIR --split_test_file=8000    # only t10k-*.gz
     python -m mnist_lstm.train --evaluate --save_path=runs/mnist_lstm/mnist   # report again
-    python -m mnist_lstm.train --max_examples=2000 --epochs=2 --save_path=runs/quick   # a quick check
+    python -m mnist_lstm.train --max_examples=2000 --epochs=2 --save_path=runs/quick  # quick check
 
 A run keeps everything in its folder, --save_path (default
 runs/mnist_lstm/<dataset>): the best epoch's `model.keras`, `metrics.json`,

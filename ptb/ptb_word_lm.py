@@ -209,7 +209,8 @@ def recurrent_layer(config, layer, init, path=fast_cpu.PLAIN):
                        # The tutorial's BasicLSTMCell starts its biases at zero.
                        bias_initializer="zeros", name=f"{config.rnn_cell}_{layer}")
     if config.rnn_cell == "lstm":
-        return path.lstm_layer(unit_forget_bias=False, **common_args)  # the tutorial: forget_bias=0.0
+        # The tutorial's forget_bias=0.0.
+        return path.lstm_layer(unit_forget_bias=False, **common_args)
     if config.rnn_cell == "gru":
         return keras.layers.GRU(**common_args)
     return keras.layers.SimpleRNN(**common_args)

@@ -77,7 +77,8 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     # One line naming the file and the reason (cli.run prints a RunFailure so).
-    with pytest.raises(RunFailure, match=r"metrics.json: cannot write it \(No space left on device\)"):
+    with pytest.raises(RunFailure,
+                       match=r"metrics.json: cannot write it \(No space left on device\)"):
         run_folder.atomic_write(path, failing_write)
     assert json.loads(path.read_text()) == {"old": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left

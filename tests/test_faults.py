@@ -95,8 +95,9 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path
     save_path = tmp_path / "run"
     schedule = ptb_word_lm.learning_rate_for_epoch
     # The second epoch at a learning rate that makes every weight NaN.
-    monkeypatch.setattr(ptb_word_lm, "learning_rate_for_epoch",
-                        lambda config, epoch: float("nan") if epoch == 1 else schedule(config, epoch))
+    monkeypatch.setattr(
+        ptb_word_lm, "learning_rate_for_epoch",
+        lambda config, epoch: float("nan") if epoch == 1 else schedule(config, epoch))
     with pytest.raises(NonFiniteLoss, match=r"^epoch 2, window \d+ of \d+: the training loss is"):
         ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=2)
     assert [epoch["epoch"] for epoch in read_metrics(save_path)["history"]] == [1]

@@ -1,8 +1,8 @@
 """The PTB trainer built on either path, or on one part of the fast path alone,
 for `python -m ptb.benchmark` and for the tests that hold the fast path to the plain one.
 
-    model, train_step, initial_state = variants.build_trainer(config, strategy, fast_cpu.PLAIN)
-    variants.train_windows((model, train_step, initial_state), config, variants.random_windows(config, 30))
+    trainer = variants.build_trainer(config, strategy, fast_cpu.PLAIN)  # model, step, state
+    variants.train_windows(trainer, config, variants.random_windows(config, 30))
 """
 
 import dataclasses
