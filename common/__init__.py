@@ -5,9 +5,8 @@ TensorFlow itself is imported, then imports TensorFlow without its start-up
 lines."""
 
 import os
-import re
+import subprocess
 import sys
-import tempfile
 
 # TensorFlow's C++ INFO lines; warnings and errors still show. Set before TensorFlow
 # is imported.
@@ -21,32 +20,41 @@ os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 # What TensorFlow 2.21 prints on every start, whatever TF_CPP_MIN_LOG_LEVEL says
 # (its logging starts before it reads that): each line says nothing about the run,
-# and six of them stood above every one-line error.
-START_UP_NOISE = re.compile(
-    r"All log messages before absl::InitializeLog|oneDNN custom operations are on"
-    r"|Could not find cuda drivers|failed call to cuInit")
+# and six of them stood above every one-line error. (CUDA error 303: no driver.)
+START_UP_NOISE = (r"All log messages before absl::InitializeLog|oneDNN custom operations are on"
+                  r"|Could not find cuda drivers|failed call to cuInit: .*\(303\)")
+
+# Copies its stdin to its stderr, less the lines that match argv[1].
+_FILTER = """
+import re, sys
+noise = re.compile(sys.argv[1])
+for line in sys.stdin.buffer:
+    if not noise.search(line.decode(errors="replace")):
+        sys.stderr.buffer.write(line)
+        sys.stderr.buffer.flush()
+"""
 
 
 def _import_tensorflow_quietly():
-    """Imports TensorFlow and lists the physical devices (which prints more of the same) with
-    the start-up lines above dropped from stderr, and every other line kept."""
+    """Imports TensorFlow and lists the physical devices (which prints more of the
+    same) with stderr passing through a filter that drops the lines above. The
+    filter is a process of its own, so that if TensorFlow aborts the process
+    while it loads, its last words still reach the terminal."""
     if "tensorflow" in sys.modules:
         return
+    sys.stderr.flush()
+    quiet = subprocess.Popen([sys.executable, "-c", _FILTER, START_UP_NOISE],
+                             stdin=subprocess.PIPE)
     saved_stderr = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        sys.stderr.flush()
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow
-            tensorflow.config.list_physical_devices()
-        finally:
-            os.dup2(saved_stderr, 2)
-            os.close(saved_stderr)
-            captured.seek(0)
-            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
-                if not START_UP_NOISE.search(line):
-                    sys.stderr.write(line)
-            sys.stderr.flush()
+    os.dup2(quiet.stdin.fileno(), 2)
+    try:
+        import tensorflow
+        tensorflow.config.list_physical_devices()
+    finally:
+        os.dup2(saved_stderr, 2)
+        os.close(saved_stderr)
+        quiet.stdin.close()
+        quiet.wait()
 
 
 _import_tensorflow_quietly()

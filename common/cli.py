@@ -14,6 +14,7 @@ prints them.
 """
 
 import math
+import os
 import re
 import signal
 import sys
@@ -139,7 +140,7 @@ def _lost_task(error):
     """'worker 1 (/job:worker/task:1)' when `error` is TensorFlow's report that a task
     of the cluster went away (its heartbeats stopped, or its connection broke);
     None for any other error."""
-    if type(error).__name__ != "UnavailableError":
+    if type(error).__name__ != "UnavailableError" or not os.environ.get("TF_CONFIG"):
         return None
     found = (re.search(r"unhealthy.*?/job:(\w+)/replica:\d+/task:(\d+)", str(error), re.DOTALL)
              or re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", str(error)))

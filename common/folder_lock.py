@@ -34,32 +34,41 @@ def acquire(path):
     if folder in _held:
         return
     created = not folder.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise UserInputError(f"--save_path={path}: cannot create the run folder's lock "
-                             f"({error.strerror}); choose another --save_path")
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as error:
-        holder = _read(descriptor)
-        os.close(descriptor)
-        if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise UserInputError(
-                f"--save_path={path}: in use by {holder or 'another process'}; wait for it to "
-                "end, or use another --save_path")
-        print(f"note: {folder}: this filesystem cannot lock files ({error.strerror}); "
-              "running without a lock: start one run at a time into this folder", flush=True)
-        return
+    for _ in range(10):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise UserInputError(f"--save_path={path}: cannot create the run folder's lock "
+                                 f"({error.strerror}); choose another --save_path")
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = _read(descriptor)
+            os.close(descriptor)
+            if error.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise UserInputError(
+                    f"--save_path={path}: in use by {holder or 'another process'}; wait for it "
+                    "to end, or use another --save_path")
+            print(f"note: {folder}: this filesystem cannot lock files ({error.strerror}); "
+                  "running without a lock: start one run at a time into this folder", flush=True)
+            return
+        if _still_the_folders(descriptor, folder / LOCK):
+            break
+        os.close(descriptor)  # its holder removed it meanwhile: lock the folder's new one
     previous = _read(descriptor)
     if previous:
         print(f"note: {folder}: taking over the lock of {previous}, which is no longer running",
               flush=True)
     since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    os.ftruncate(descriptor, 0)
-    holder = f"PID {os.getpid()} on {socket.gethostname()} since {since}\n"
-    os.pwrite(descriptor, holder.encode(), 0)
+    try:
+        os.ftruncate(descriptor, 0)
+        holder = f"PID {os.getpid()} on {socket.gethostname()} since {since}\n"
+        os.pwrite(descriptor, holder.encode(), 0)
+    except OSError as error:
+        os.close(descriptor)
+        raise UserInputError(f"--save_path={path}: cannot write the run folder's lock "
+                             f"({error.strerror}); make room, or choose another --save_path")
     _held[folder] = descriptor
     atexit.register(_release, folder, created)
 
@@ -88,6 +97,14 @@ def _release(folder, created):
     except OSError:
         pass
     os.close(descriptor)
+
+
+def _still_the_folders(descriptor, lock_path):
+    """True when the locked file is still the one at `lock_path` (not removed since)."""
+    try:
+        return os.fstat(descriptor).st_ino == os.stat(lock_path).st_ino
+    except OSError:
+        return False
 
 
 def _read(descriptor):

@@ -98,6 +98,18 @@ def write_json(path, data):
     write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
+def _with_non_finite(data):
+    """`data` read back from write_json: its nulls that stood for inf or nan restored."""
+    for where, value in (data.pop("non_finite", None) or {}).items():
+        parent, key = None, None
+        node = data
+        for part in re.findall(r"[^.\[\]]+|\[\d+\]", where):
+            parent, key = node, int(part[1:-1]) if part.startswith("[") else part
+            node = node[key]
+        parent[key] = float(value)
+    return data
+
+
 def _finite_or_null(value, where, non_finite):
     if isinstance(value, float) and not math.isfinite(value):
         non_finite[where] = str(value)
@@ -171,12 +183,17 @@ class RunFolder:
         """
         if self.restart:
             for entry in self.path.iterdir():
-                if entry.name == folder_lock.LOCK:
-                    continue  # held by this process
-                if entry.is_dir():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+                if entry.name == folder_lock.LOCK or not _written_by_runs(entry):
+                    continue  # held by this process; not the run's
+                try:
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+                except OSError as error:
+                    raise RunFailure(f"{entry}: cannot delete it for --restart "
+                                     f"({error.strerror}); delete it yourself, or use a new "
+                                     "--save_path") from None
             self.restart = False
         if not self.file(SETTINGS).is_file():
             write_json(self.file(SETTINGS), dict(tutorial=self.tutorial, settings=self.settings))
@@ -192,7 +209,7 @@ class RunFolder:
         """metrics.json of the run to resume, as a dict; {} before the first epoch ends."""
         path = self.resume_from / METRICS
         try:
-            metrics = json.loads(path.read_text())
+            metrics = _with_non_finite(json.loads(path.read_text()))
             history = metrics.get("history", [])
             if not all(isinstance(epoch, dict) for epoch in history):
                 raise ValueError("history")
@@ -397,6 +414,15 @@ def resume(run, state):
 
 # ----------------------------------------------------------------------------
 # A finished run
+
+
+def load_saved_weights(model, path):
+    """The weights of the model saved at `path` (the best epoch's) into `model`."""
+    try:
+        model.load_weights(path)
+    except Exception as error:  # missing, damaged: Keras raises many types
+        raise UserInputError(f"{path}: cannot load the best epoch's model "
+                             f"({type(error).__name__}); use --restart to train again")
 
 
 def load_finished_run(save_path, tutorial, how_to_train):

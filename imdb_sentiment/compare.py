@@ -45,7 +45,8 @@ def compare(config, strategy, save_path, data_path=None, restart=False, verbose=
     """Trains every recurrent layer with config; returns the list of their metrics."""
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "rnn"}
     settings.update(data_path=run_folder.data_setting(data_path))
-    run = run_folder.RunFolder(save_path, "imdb_sentiment.compare", settings, restart)
+    run = run_folder.RunFolder(save_path, "imdb_sentiment.compare", settings, restart,
+                               strategy, lock=strategy.extended.should_checkpoint)
     start = time.perf_counter()
     reviews = data.load_data(config, data_path)  # once, for all three
     run.begin()

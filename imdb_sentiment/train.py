@@ -212,7 +212,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     if best.weights is not None:
         model.set_weights(best.weights)
     else:
-        model.load_weights(run.resume_from / "model.keras")
+        run_folder.load_saved_weights(model, run.resume_from / "model.keras")
     test = training.evaluate(
         model, strategy, data.evaluation_batches(reviews.x_test, reviews.y_test, config),
         loss=model_lib.loss, metrics=model_lib.METRICS, jit_compile=True)

@@ -166,7 +166,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
     if best.weights is not None:
         model.set_weights(best.weights)
     else:
-        model.load_weights(run.resume_from / "model.keras")
+        run_folder.load_saved_weights(model, run.resume_from / "model.keras")
     metrics = report_on_test(model, config, splits["test"], run, strategy)
     best_index = int(np.argmax([epoch["val_accuracy"] for epoch in history]))
     training_seconds = sum(epoch["seconds"] for epoch in history)
