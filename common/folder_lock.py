@@ -78,11 +78,6 @@ def release(path):
     _release(pathlib.Path(path).resolve(), created=False)
 
 
-def holds(path):
-    """True when this process holds the lock of folder `path`."""
-    return pathlib.Path(path).resolve() in _held
-
-
 def _release(folder, created):
     descriptor = _held.pop(folder, None)
     if descriptor is None:
