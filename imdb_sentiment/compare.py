@@ -10,6 +10,8 @@ Writes into the run folder --save_path (default runs/imdb_sentiment/compare):
 
 Run:
     python -m imdb_sentiment.compare --data_path DIR   # aclImdb/ or aclImdb_v1.tar.gz
+
+With --bidirectional the three are bidirectional, in bidirectional_<rnn>/.
 """
 
 import csv
@@ -52,9 +54,11 @@ def compare(config, strategy, save_path, data_path=None, restart=False, verbose=
     run.begin()
     results = []
     for rnn in model_lib.RNN_LAYERS:
+        model_config = dataclasses.replace(config, rnn=rnn)
         metrics = train.train_and_evaluate(
-            dataclasses.replace(config, rnn=rnn), strategy, data_path,
-            save_path=os.path.join(save_path, rnn), reviews=reviews, verbose=verbose)
+            model_config, strategy, data_path,
+            save_path=os.path.join(save_path, model_lib.model_name(model_config)),
+            reviews=reviews, verbose=verbose)
         print(train.format_metrics(metrics))
         results.append(metrics)
     write_results(run, results, time.perf_counter() - start,
@@ -95,9 +99,9 @@ def plot_curves(results, path, averaged=False):
                    for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
         epochs = range(1, len(history["loss"]) + 1)
         for axis, key in zip(axes, ("loss", "accuracy")):
-            axis.plot(epochs, history[key], color=color, label=f"{metrics['rnn']} train")
+            axis.plot(epochs, history[key], color=color, label=f"{metrics['model']} train")
             axis.plot(epochs, history[f"val_{key}"], color=color, linestyle="--",
-                      label=f"{metrics['rnn']} {validation}")
+                      label=f"{metrics['model']} {validation}")
             axis.plot(metrics["best_epoch"], history[f"val_{key}"][metrics["best_epoch"] - 1],
                       "o", color=color)
     for axis, key in zip(axes, ("binary cross-entropy", "accuracy")):
@@ -114,7 +118,7 @@ def plot_curves(results, path, averaged=False):
 
 def _row(metrics):
     return {
-        "model": metrics["rnn"],
+        "model": metrics["model"],
         "parameters": metrics["parameters"],
         "test_accuracy": round(metrics["test_accuracy"], 4),
         "test_loss": round(metrics["test_loss"], 4),

@@ -2,6 +2,11 @@
 
     token ids [batch, 256] -> Embedding(10,000, 100) -> RNN(128) -> Dense(1, sigmoid)
 
+With `bidirectional` (keras-io's and TensorFlow's text-classification
+tutorials), a second RNN reads each review backwards and Dense sees both final
+states: twice the recurrent weights, Dense 2H + 1. With padding="pre" the
+backward reader ends on the padding of a short review.
+
 Parameters (V = vocabulary, E = embedding size, H = units):
     Embedding  V * E                       1,000,000
     SimpleRNN  H * (E + H + 1)                29,312
@@ -41,11 +46,19 @@ def build_model(config):
     # use_bias=True, GRU reset_after=True keep LSTM and GRU on the cuDNN kernel on a
     # GPU. No mask: padding="pre" puts real words last, and cuDNN would need
     # right-padded masks anyway.
-    x = RNN_LAYERS[config.rnn](config.units, name=config.rnn)(x)
+    recurrent = RNN_LAYERS[config.rnn](config.units, name=config.rnn)
+    if config.bidirectional:
+        recurrent = keras.layers.Bidirectional(recurrent, name=f"bidirectional_{config.rnn}")
+    x = recurrent(x)
     # float32 even under --mixed_precision: the probability and the loss need its range.
     outputs = keras.layers.Dense(1, activation="sigmoid", dtype="float32",
                                  name="positive_probability")(x)
-    return keras.Model(inputs, outputs, name=f"imdb_{config.rnn}")
+    return keras.Model(inputs, outputs, name=f"imdb_{model_name(config)}")
+
+
+def model_name(config):
+    """config.rnn, or bidirectional_<rnn>: how run folders and tables name the model."""
+    return f"bidirectional_{config.rnn}" if config.bidirectional else config.rnn
 
 
 def loss(labels, probabilities):

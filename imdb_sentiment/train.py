@@ -30,7 +30,8 @@ Run:
     python -m imdb_sentiment.train --rnn simple_rnn --data_path DIR \\
         --max_examples 2000 --epochs 2 --save_path runs/quick  # a quick look
 
-Everything of a run is in its folder, --save_path (default runs/imdb_sentiment/<rnn>):
+Everything of a run is in its folder, --save_path (default
+runs/imdb_sentiment/[bidirectional_]<rnn>):
 `model.keras` (the best epoch's), `vocabulary.json`, `metrics.json`, `history.csv`,
 `settings.json` and the `checkpoint/` that the same command resumes from.
 """
@@ -59,6 +60,7 @@ from imdb_sentiment import model as model_lib
 @dataclasses.dataclass(frozen=True)
 class Config:
     rnn: str = "lstm"  # simple_rnn | lstm | gru: the only difference between models
+    bidirectional: bool = False  # also read each review backwards (model.py)
     vocab_size: int = 10_000  # most frequent training words kept (num_words)
     sequence_length: int = 256  # reviews cut or padded to this many tokens (maxlen)
     padding: str = "pre"  # zeros in front, so the RNN reads real words last
@@ -163,7 +165,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     if reviews is None:
         reviews = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
-    print(f"{config.rnn}: {len(reviews.y_train)} train / {len(reviews.y_val)} validation / "
+    print(f"{model_lib.model_name(config)}: {len(reviews.y_train)} train / {len(reviews.y_val)} validation / "
           f"{len(reviews.y_test)} test reviews; replicas in sync: {strategy.num_replicas_in_sync}")
     steps_per_epoch = common_data.batches_per_epoch(len(reviews.y_train), config.batch_size)
 
@@ -220,6 +222,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     seconds = [epoch["seconds"] for epoch in history]
     metrics = dict(
         rnn=config.rnn,
+        model=model_lib.model_name(config),
         parameters=model.count_params(),
         test_accuracy=float(test["accuracy"]),
         test_loss=float(test["loss"]),
@@ -240,7 +243,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
 def format_metrics(metrics):
     """One fixed-width summary line."""
     return (
-        f"| {metrics['rnn']:<10} | params {metrics['parameters']:>9,} | "
+        f"| {metrics['model']:<10} | params {metrics['parameters']:>9,} | "
         f"test acc {metrics['test_accuracy']:.4f} | test loss {metrics['test_loss']:.4f} | "
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} | "
         f"s/epoch {metrics['seconds_per_epoch']:.0f} |"
@@ -252,7 +255,7 @@ def format_metrics(metrics):
 FLAGS = flags.FLAGS
 
 
-def define_flags(default_run_folder="runs/imdb_sentiment/<rnn>"):
+def define_flags(default_run_folder="runs/imdb_sentiment/[bidirectional_]<rnn>"):
     """The command-line flags of train (compare uses them too); call once, from main."""
     cli.define_run_flags(
         data_path_help="aclImdb folder or aclImdb_v1.tar.gz; unset: keras.datasets.imdb.",
@@ -260,6 +263,8 @@ def define_flags(default_run_folder="runs/imdb_sentiment/<rnn>"):
         epochs_help="Most epochs to train (early stopping may end sooner).", max_examples=True)
     flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     flags.DEFINE_string("rnn", DEFAULTS.rnn, "Recurrent layer: simple_rnn, lstm or gru.")
+    flags.DEFINE_boolean("bidirectional", DEFAULTS.bidirectional,
+                         "Wrap the recurrent layer in keras.layers.Bidirectional.")
     flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Global batch size.")
     flags.DEFINE_float("learning_rate", DEFAULTS.learning_rate, "Adam learning rate.")
     flags.DEFINE_float("dropout", DEFAULTS.dropout, "Dropout on the recurrent layer's inputs.")
@@ -274,7 +279,7 @@ def define_flags(default_run_folder="runs/imdb_sentiment/<rnn>"):
 
 
 # The Config fields that have a flag of the same name.
-_FLAGGED_FIELDS = ("rnn", "padding", "epochs", "batch_size", "learning_rate", "dropout",
+_FLAGGED_FIELDS = ("rnn", "bidirectional", "padding", "epochs", "batch_size", "learning_rate", "dropout",
                    "word_dropout", "lr_decay", "weight_averaging", "patience", "max_examples",
                    "seed")
 
@@ -307,7 +312,8 @@ def main(argv):
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", config.rnn)
+    save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment",
+                                                model_lib.model_name(config))
     metrics = train_and_evaluate(config, strategy, FLAGS.data_path, save_path,
                                  restart=FLAGS.restart)
     print(format_metrics(metrics))

@@ -25,7 +25,7 @@ Glossary (tutorial name -> field of `Config` where it differs):
   keep_prob      probability of keeping a unit in dropout (1.0: no dropout)
   lr_decay       learning-rate factor applied per epoch after epochs_at_full_lr
   batch_size     parallel streams of text (rows of each window)
-  vocab_size     words in the vocabulary
+  vocab_size     words in the vocabulary (set from the corpus)
 
 Get the data and run (downloads the data when --data_path is left out):
   wget http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz
@@ -62,6 +62,7 @@ from common.layers import ReplicaDropout
 from ptb import fast_cpu
 from ptb import reader
 from ptb import report
+from ptb.tied_embedding import TiedEmbedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +78,9 @@ class Config:
     keep_prob: float = 1.0  # dropout keeps each unit with this probability
     lr_decay: float = 0.5  # learning rate *= lr_decay every epoch after epochs_at_full_lr
     batch_size: int = 20
-    vocab_size: int = 10000
+    vocab_size: int = 10000  # PTB's; a run takes the size of its corpus's vocabulary
     rnn_cell: str = "lstm"  # the recurrent layer: lstm (the tutorial's), gru or simple_rnn
+    tied: bool = False  # the output layer shares the embedding's matrix (not the tutorial's)
 
 
 # The recurrent layers --rnn_cell chooses from, and the state each carries per layer.
@@ -129,23 +131,14 @@ def format_perplexity(value):
 # Data
 
 
-def load_data(data_path, config):
-    """Word ids of the three splits as windowed datasets, the raw test ids, and the
-    vocabulary (the words in id order)."""
-    if data_path is None:
-        data_path = reader.download_ptb()
-    train_ids, valid_ids, test_ids, vocab_size = reader.ptb_raw_data(data_path)
-    if vocab_size != config.vocab_size:
-        raise cli.UserInputError(
-            f"--data_path={data_path}: the training file has {vocab_size} distinct "
-            f"words but the preset expects {config.vocab_size}; use the PTB files."
-        )
+def load_data(corpus, config):
+    """The training and validation splits of `corpus` (reader.read_corpus) as windowed
+    datasets."""
+    names = {split: reader.LAYOUTS[corpus.layout].format(split) for split in reader.SPLITS}
     # Checks that the test split is long enough for its own (batch 1) windows.
-    reader.ptb_producer(test_ids, 1, 1, name="ptb.test.txt")
-    _, words = reader.ptb_vocabulary(data_path)
-    return (window_dataset(train_ids, config, "ptb.train.txt"),
-            window_dataset(valid_ids, config, "ptb.valid.txt"),
-            test_ids, words)
+    reader.ptb_producer(corpus.test, 1, 1, name=names["test"])
+    return (window_dataset(corpus.train, config, names["train"]),
+            window_dataset(corpus.valid, config, names["valid"]))
 
 
 def window_dataset(ids, config, name="data"):
@@ -184,8 +177,13 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
     words = keras.Input(shape=(num_steps,), dtype="int32", name="words")
     state = [keras.Input(shape=(config.hidden_size,), name=f"{config.rnn_cell}_{layer}_{part}")
              for layer in range(config.num_layers) for part in state_parts]
-    x = keras.layers.Embedding(config.vocab_size, config.hidden_size,
-                               embeddings_initializer=init, name="embedding")(words)
+    if config.tied:  # float32 under --mixed_precision: it is the output layer too
+        embedding = TiedEmbedding(config.vocab_size, config.hidden_size, embeddings_initializer=init,
+                                  bias_initializer=init, dtype="float32", name="embedding")
+    else:
+        embedding = keras.layers.Embedding(config.vocab_size, config.hidden_size,
+                                           embeddings_initializer=init, name="embedding")
+    x = embedding(words)
     # A Dropout layer on [batch, time, units] draws a fresh mask for every time
     # step, as the tutorial does (LSTM(dropout=...) would reuse one mask); the
     # replicas draw masks of their own (common/layers.py).
@@ -196,9 +194,12 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
         x, *layer_state = recurrent_layer(config, layer, init, path)(x, initial_state=layer_state)
         final_state += layer_state
         x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer)(x)
-    # float32 even under --mixed_precision: the softmax over 10,000 words needs its range.
-    logits = path.output_layer(config.vocab_size, kernel_initializer=init, bias_initializer=init,
-                               dtype="float32", name="softmax")(x)
+    if config.tied:
+        logits = embedding(x, reverse=True)  # x @ embeddings^T + bias
+    else:
+        # float32 even under --mixed_precision: the softmax over 10,000 words needs its range.
+        logits = path.output_layer(config.vocab_size, kernel_initializer=init,
+                                   bias_initializer=init, dtype="float32", name="softmax")(x)
     return keras.Model([words, *state], [logits, *final_state], name=f"ptb_{config.rnn_cell}")
 
 
@@ -389,8 +390,12 @@ def print_progress(epoch, num_windows, config, learning_rate):
 
 
 def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
-                       steps_per_epoch=None, restart=False):
-    """Trains `config` on PTB, printing per-epoch perplexities, and returns metrics.
+                       steps_per_epoch=None, restart=False, vocab_size=None):
+    """Trains `config` on the corpus at `data_path` (PTB, downloaded, when None),
+    printing per-epoch perplexities, and returns metrics.
+
+    The vocabulary is every word of the training text, or its `vocab_size` most
+    frequent (reader.read_corpus); config.vocab_size follows it.
 
     With `save_path` (the run folder, see common/run_folder.py) the training
     state is saved after every epoch, and calling again with the same settings
@@ -404,11 +409,15 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     strategy = strategy or tf.distribute.get_strategy()
     # Every replica must get the same number of streams, each with its own state.
     training.check_global_batch(config.batch_size, strategy, flag="--model")
+    corpus = reader.read_corpus(data_path, vocab_size)
+    print(corpus.describe())
+    config = dataclasses.replace(config, vocab_size=corpus.vocab_size)
     settings = dict(dataclasses.asdict(config), seed=seed, steps_per_epoch=steps_per_epoch,
-                    data_path=run_folder.data_setting(data_path))
+                    data_path=run_folder.data_setting(data_path), vocab_limit=vocab_size)
     run = run_folder.open_run(save_path, "ptb", settings, restart, strategy)
     keras.utils.set_random_seed(seed)
-    train_data, valid_data, test_ids, words = load_data(data_path, config)
+    train_data, valid_data = load_data(corpus, config)
+    test_ids = corpus.test
     if steps_per_epoch:
         train_data = train_data.take(steps_per_epoch)
     num_windows = int(train_data.cardinality())
@@ -455,7 +464,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     test_seconds = time.perf_counter() - start
     print(f"Test perplexity: {format_perplexity(test_perplexity)} "
           f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")
-    record.test_end(history, eval_model, words, test_perplexity, test_seconds)
+    record.test_end(history, eval_model, corpus.words, test_perplexity, test_seconds)
     return dict(history=history, test_perplexity=test_perplexity)
 
 
@@ -472,14 +481,20 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defined on demand, so that importing this module defines no flags."""
     cli.define_run_flags(
-        data_path_help="Folder with ptb.{train,valid,test}.txt; downloaded into the Keras "
-                       "cache when left out.",
-        default_run_folder="runs/ptb/<model>[_<rnn_cell>]", epochs_default=None,
+        data_path_help="Corpus folder: ptb.{train,valid,test}.txt, {train,valid,test}.txt "
+                       "or wiki.{train,valid,test}.tokens; PTB, downloaded into the Keras "
+                       "cache, when left out.",
+        default_run_folder="runs/ptb/<model>[_<rnn_cell>][_tied]", epochs_default=None,
         epochs_help="Epochs in all; overrides the preset's (the tutorial's max_max_epoch).")
     flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     flags.DEFINE_enum("model", "small", list(PRESETS), "Which preset to train.")
     flags.DEFINE_enum("rnn_cell", "lstm", list(RNN_CELLS), "The recurrent layer; the "
                       "presets are the tutorial's LSTM ones, their other settings kept.")
+    flags.DEFINE_boolean("tied", False, "Tie the output layer to the embedding: one "
+                         "matrix for a word's input and output vector.")
+    flags.DEFINE_integer("vocab_size", None, "Keep only this many of the training text's "
+                         "most frequent words, the rest read as <unk>; all of them when "
+                         "left out.")
     flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate; overrides the "
                        "preset's (the tutorial's learning_rate).")
     flags.DEFINE_integer("steps_per_epoch", None, "Train only this many windows per epoch "
@@ -496,15 +511,17 @@ def main(argv):
     if FLAGS.learning_rate is not None:
         cli.check_positive("learning_rate")
         config = dataclasses.replace(config, learning_rate=FLAGS.learning_rate)
-    config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell)
+    cli.check_at_least("vocab_size", 2)  # <eos> and <unk> at least
+    config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell, tied=FLAGS.tied)
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    run_name = FLAGS.model if FLAGS.rnn_cell == "lstm" else f"{FLAGS.model}_{FLAGS.rnn_cell}"
+    run_name = FLAGS.model + ("" if FLAGS.rnn_cell == "lstm" else f"_{FLAGS.rnn_cell}") + (
+        "_tied" if FLAGS.tied else "")
     save_path = FLAGS.save_path or os.path.join("runs", "ptb", run_name)
     train_and_evaluate(config, FLAGS.data_path, strategy, save_path=save_path,
                        seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch,
-                       restart=FLAGS.restart)
+                       restart=FLAGS.restart, vocab_size=FLAGS.vocab_size)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,25 @@
-"""Reads the Penn Treebank text into word ids and cuts it into training windows.
+"""Reads a word-level corpus into word ids and cuts it into training windows.
 
 Same semantics as the TensorFlow tutorial's reader: every newline becomes an
-`<eos>` token, words are split on whitespace, the vocabulary is built from the
-training file (most frequent first, ties broken alphabetically), and words
-outside it are dropped.
+`<eos>` token, words are split on whitespace, and the vocabulary is built from
+the training file (most frequent first, ties broken alphabetically). Beyond
+PTB, a corpus folder may hold its three files in any of three layouts:
 
-    train_ids, valid_ids, test_ids, vocab_size = ptb_raw_data(data_path)
-    dataset = ptb_producer(train_ids, batch_size=20, num_steps=20)
+    ptb.train.txt      ptb.valid.txt      ptb.test.txt       PTB (simple-examples/data)
+    train.txt          valid.txt          test.txt           plain (PyTorch's example)
+    wiki.train.tokens  wiki.valid.tokens  wiki.test.tokens   WikiText-2 / -103
+
+`vocab_size` keeps only that many of the most frequent training words; the
+rest, and any word of the validation or test text outside the vocabulary, are
+read as `<unk>`, which joins the vocabulary (last) if the training text has
+none. On PTB nothing is outside: its 10,000 words are the tutorial's.
+
+    corpus = read_corpus(data_path)           # .train, .valid, .test ids; .words
+    dataset = ptb_producer(corpus.train, batch_size=20, num_steps=20)
 """
 
 import collections
+import dataclasses
 import os
 import pathlib
 import tarfile
@@ -22,6 +32,45 @@ from common.cli import UserInputError
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 SPLITS = ("train", "valid", "test")
+# Layout name -> the file name of each split.
+LAYOUTS = {
+    "PTB": "ptb.{}.txt",
+    "plain": "{}.txt",
+    "WikiText": "wiki.{}.tokens",
+}
+END_OF_SENTENCE = "<eos>"
+UNKNOWN = "<unk>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """A corpus folder read into word ids."""
+
+    folder: str
+    layout: str  # a key of LAYOUTS
+    words: tuple  # the vocabulary, id -> word
+    train: np.ndarray  # int32 word ids
+    valid: np.ndarray
+    test: np.ndarray
+    unknown: dict  # split -> how many of its words were read as <unk> (not being in `words`)
+
+    @property
+    def vocab_size(self):
+        return len(self.words)
+
+    def describe(self):
+        """What the folder holds, in a few lines, as the trainer prints it."""
+        names = ", ".join(LAYOUTS[self.layout].format(split) for split in SPLITS)
+        lines = [f"Data: {self.folder} ({self.layout} layout: {names})",
+                 "  words (with <eos>): " + ", ".join(
+                     f"{split} {len(getattr(self, split)):,}" for split in SPLITS),
+                 f"  vocabulary: {self.vocab_size:,} words"]
+        for split in SPLITS:
+            if self.unknown[split]:
+                share = self.unknown[split] / len(getattr(self, split))
+                lines.append(f"  {split}: {self.unknown[split]:,} words ({share:.2%}) outside "
+                             f"the vocabulary, read as {UNKNOWN}")
+        return "\n".join(lines)
 
 
 def _read_words(filename):
@@ -29,71 +78,114 @@ def _read_words(filename):
     try:
         text = pathlib.Path(filename).read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise UserInputError(
-            f"{filename}: file not found; --data_path must hold ptb.train.txt, "
-            "ptb.valid.txt and ptb.test.txt (the data/ folder of simple-examples.tgz)."
-        )
+        raise UserInputError(f"{filename}: file not found; --data_path must hold the "
+                             "training, validation and test text")
     except UnicodeDecodeError as error:
-        raise UserInputError(
-            f"{filename}: not UTF-8 text (byte {error.start}); use the plain-text "
-            "PTB files from simple-examples.tgz."
-        )
+        raise UserInputError(f"{filename}: not UTF-8 text (byte {error.start}); give "
+                             "plain-text files (for PTB those of simple-examples.tgz).")
     except OSError as error:  # a folder, no permission, an I/O error
         raise UserInputError(f"{filename}: cannot read it ({error.strerror}); check --data_path.")
-    words = text.replace("\n", " <eos> ").split()
+    words = text.replace("\n", f" {END_OF_SENTENCE} ").split()
     if not words:
-        raise UserInputError(f"{filename}: the file is empty; re-download the PTB data.")
+        raise UserInputError(f"{filename}: the file is empty; give it the text of its split.")
     return words
 
 
-def build_vocab(filename):
-    """Maps each word of `filename` to an id: most frequent first, then alphabetical."""
-    counter = collections.Counter(_read_words(filename))
-    by_count_then_word = sorted(counter.items(), key=lambda item: (-item[1], item[0]))
-    return {word: index for index, (word, _) in enumerate(by_count_then_word)}
+def build_vocab(filename, vocab_size=None):
+    """Maps each word of `filename` to an id: most frequent first, then alphabetical.
+
+    With `vocab_size`, only the vocab_size - 1 most frequent words other than
+    `<unk>` are kept, and `<unk>` stands for the rest, counted as their total.
+    """
+    return _vocabulary(collections.Counter(_read_words(filename)), vocab_size)
+
+
+def _vocabulary(counts, vocab_size=None):
+    """build_vocab's mapping for the word counts `counts`."""
+    if vocab_size is not None and len(counts) > vocab_size:
+        words = [word for word in _by_count_then_word(counts) if word != UNKNOWN]
+        kept = {word: counts[word] for word in words[:vocab_size - 1]}
+        kept[UNKNOWN] = sum(counts.values()) - sum(kept.values())  # every word not kept
+        counts = kept
+    return {word: index for index, word in enumerate(_by_count_then_word(counts))}
+
+
+def _by_count_then_word(counts):
+    return sorted(counts, key=lambda word: (-counts[word], word))
 
 
 def file_to_word_ids(filename, word_to_id):
-    """The ids of the file's words; words outside the vocabulary are dropped."""
-    ids = [word_to_id[word] for word in _read_words(filename) if word in word_to_id]
-    if not ids:
-        raise UserInputError(
-            f"{filename}: none of its words is in the training vocabulary; "
-            "is it a PTB file?"
-        )
-    return np.array(ids, dtype=np.int32)
+    """The ids of the file's words; words outside the vocabulary become `<unk>`,
+    or are dropped (the tutorial's reader) if the vocabulary has no `<unk>`."""
+    ids, _ = _ids_and_unknown(filename, _read_words(filename), word_to_id)
+    return ids
 
 
-def ptb_raw_data(data_path=None):
-    """Loads the PTB files from `data_path` (downloaded when None).
-
-    Returns:
-      (train_ids, valid_ids, test_ids, vocab_size): three int32 numpy arrays of
-      word ids and the vocabulary size (10,000 for the real data). The mapping
-      itself comes from `build_vocab(train_file)` or `ptb_vocabulary(data_path)`.
-    """
-    paths = _split_paths(data_path)
-    word_to_id = build_vocab(paths["train"])
-    train, valid, test = (file_to_word_ids(paths[split], word_to_id) for split in SPLITS)
-    return train, valid, test, len(word_to_id)
+def _ids_and_unknown(filename, words, word_to_id):
+    unknown_id = word_to_id.get(UNKNOWN)
+    ids = [word_to_id.get(word, unknown_id) for word in words]
+    unknown = sum(word not in word_to_id for word in words)
+    if unknown == len(words):
+        raise UserInputError(f"{filename}: none of its words is in the training text's "
+                             "vocabulary; is it the same corpus?")
+    return np.array([i for i in ids if i is not None], dtype=np.int32), unknown
 
 
-def ptb_vocabulary(data_path=None):
-    """(word_to_id, id_to_word) for the training file, for generation and scoring."""
-    word_to_id = build_vocab(_split_paths(data_path)["train"])
-    id_to_word = sorted(word_to_id, key=word_to_id.get)
-    return word_to_id, id_to_word
-
-
-def _split_paths(data_path):
+def read_corpus(data_path=None, vocab_size=None):
+    """Reads the corpus folder `data_path` (PTB, downloaded, when None) into a Corpus."""
     if data_path is None:
         data_path = download_ptb()
-    if not os.path.isdir(data_path):
-        raise UserInputError(
-            f"--data_path={data_path}: no such folder; point it at the folder "
-            "holding ptb.train.txt, ptb.valid.txt and ptb.test.txt."
-        )
-    return {split: os.path.join(data_path, f"ptb.{split}.txt") for split in SPLITS}
+    layout, paths = find_layout(data_path)
+    words = {split: _read_words(paths[split]) for split in SPLITS}
+    counts = collections.Counter(words["train"])
+    word_to_id = _vocabulary(counts, vocab_size)
+    if UNKNOWN not in word_to_id and any(
+            word not in word_to_id for split in ("valid", "test") for word in words[split]):
+        word_to_id[UNKNOWN] = len(word_to_id)  # held-out words need a stand-in
+    ids, unknown = {}, {}
+    for split in SPLITS:
+        ids[split], unknown[split] = _ids_and_unknown(paths[split], words[split], word_to_id)
+    return Corpus(str(data_path), layout, tuple(sorted(word_to_id, key=word_to_id.get)),
+                  ids["train"], ids["valid"], ids["test"], unknown)
+
+
+def ptb_raw_data(data_path=None, vocab_size=None):
+    """The tutorial's reader: (train_ids, valid_ids, test_ids, vocab_size) of the
+    corpus at `data_path` (PTB, downloaded, when None); see `read_corpus`."""
+    corpus = read_corpus(data_path, vocab_size)
+    return corpus.train, corpus.valid, corpus.test, corpus.vocab_size
+
+
+def ptb_vocabulary(data_path=None, vocab_size=None):
+    """(word_to_id, id_to_word) of the corpus's vocabulary, for generation and scoring."""
+    words = list(read_corpus(data_path, vocab_size).words)
+    return {word: index for index, word in enumerate(words)}, words
+
+
+def find_layout(data_path):
+    """(layout, {split: file}) of the first layout of LAYOUTS whose three files are
+    all in the folder `data_path`; one line naming what is missing otherwise."""
+    folder = pathlib.Path(data_path)
+    if not folder.is_dir():
+        raise UserInputError(f"--data_path={data_path}: no such folder; point it at the "
+                             f"folder of the corpus ({_layouts_in_words()})")
+    partial = None
+    for layout, pattern in LAYOUTS.items():
+        paths = {split: str(folder / pattern.format(split)) for split in SPLITS}
+        present = [split for split in SPLITS if os.path.exists(paths[split])]
+        if len(present) == len(SPLITS):
+            return layout, paths
+        if present and partial is None:
+            partial = layout, [pattern.format(split) for split in SPLITS if split not in present]
+    if partial:
+        layout, missing = partial
+        raise UserInputError(f"--data_path={data_path}: {', '.join(missing)}: file not found; "
+                             f"the {layout} layout needs all three of its files")
+    raise UserInputError(f"--data_path={data_path}: holds no corpus; it needs {_layouts_in_words()}")
+
+
+def _layouts_in_words():
+    return " or ".join(pattern.format("{train,valid,test}") for pattern in LAYOUTS.values())
 
 
 def download_ptb():

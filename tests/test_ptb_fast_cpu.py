@@ -181,13 +181,16 @@ def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch
         assert type(model.get_layer("softmax")) is keras.layers.Dense
 
 
-def test_fast_path_trains_like_the_plain_keras_path():
+@pytest.mark.parametrize("tied", [False, True])
+def test_fast_path_trains_like_the_plain_keras_path(tied):
     """The CPU layers + XLA (on a CPU) against the plain Keras stack, from the same
-    weights: same losses and weights to float32 tolerance."""
+    weights: same losses and weights to float32 tolerance. Tied, the embedding's
+    gradient is the sum of its rows' (input) and a dense one (output)."""
+    config = dataclasses.replace(SMALL, tied=tied)
     strategy = tf.distribute.get_strategy()
-    windows = list(variants.random_windows(SMALL, num_windows=4))
-    trainers = {"fast": variants.build_trainer(SMALL, strategy),
-                "plain": variants.build_trainer(SMALL, strategy, fast_cpu.PLAIN)}
+    windows = list(variants.random_windows(config, num_windows=4))
+    trainers = {"fast": variants.build_trainer(config, strategy),
+                "plain": variants.build_trainer(config, strategy, fast_cpu.PLAIN)}
     trainers["plain"][0].set_weights(trainers["fast"][0].get_weights())
     losses = {}
     for name, (model, train_step, initial_state) in trainers.items():
@@ -196,7 +199,7 @@ def test_fast_path_trains_like_the_plain_keras_path():
         for inputs, targets in windows:
             loss, state = train_step(inputs, targets, state)
             losses[name].append(float(loss))
-    assert losses["fast"][0] == pytest.approx(20 * np.log(SMALL.vocab_size), rel=0.05)
+    assert losses["fast"][0] == pytest.approx(20 * np.log(config.vocab_size), rel=0.05)
     np.testing.assert_allclose(losses["fast"], losses["plain"], rtol=2e-5)
     for a, b in zip(trainers["fast"][0].get_weights(), trainers["plain"][0].get_weights()):
         np.testing.assert_allclose(a, b, atol=2e-5)

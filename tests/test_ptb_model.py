@@ -37,6 +37,9 @@ def test_parameter_counts(preset, expected):
                + hidden * vocab + vocab)
     assert by_hand == expected
     assert ptb_word_lm.build_model(config).count_params() == expected
+    # Tied: the output layer keeps only its bias.
+    tied = dataclasses.replace(config, tied=True)
+    assert ptb_word_lm.build_model(tied).count_params() == expected - hidden * vocab
 
 
 def test_initialisation_matches_the_tutorial():

@@ -1,6 +1,8 @@
 """ptb/reader.py: word ids, vocabulary and windows, on a tiny corpus and on real PTB."""
 
 
+import re
+
 import numpy as np
 import pytest
 
@@ -43,22 +45,60 @@ def write_corpus(folder, train="a b c\na b\na\n", valid="a b\nc z\n", test="b a\
     return str(folder)
 
 
-def test_vocabulary_order_and_oov_dropped(tmp_path):
+def test_vocabulary_order_and_held_out_words_read_as_unk(tmp_path):
     data_path = write_corpus(tmp_path)
     word_to_id, id_to_word = reader.ptb_vocabulary(data_path)
-    # counts: a 3, <eos> 3, b 2, c 1; ties broken alphabetically ("<" < "a").
-    assert id_to_word == ["<eos>", "a", "b", "c"]
-    assert word_to_id == {"<eos>": 0, "a": 1, "b": 2, "c": 3}
+    # counts: a 3, <eos> 3, b 2, c 1; ties broken alphabetically ("<" < "a");
+    # "z" of the validation text needs an <unk>, which the training text lacks: last.
+    assert id_to_word == ["<eos>", "a", "b", "c", "<unk>"]
+    assert word_to_id == {"<eos>": 0, "a": 1, "b": 2, "c": 3, "<unk>": 4}
+    corpus = reader.read_corpus(data_path)
+    assert corpus.layout == "PTB" and corpus.vocab_size == 5
+    assert corpus.train.tolist() == [1, 2, 3, 0, 1, 2, 0, 1, 0]
+    assert corpus.valid.tolist() == [1, 2, 0, 3, 4, 0]
+    assert corpus.test.tolist() == [2, 1, 0]
+    assert corpus.unknown == {"train": 0, "valid": 1, "test": 0}
+    assert "valid: 1 words (16.67%) outside the vocabulary, read as <unk>" in corpus.describe()
+
+
+def test_nothing_held_out_nothing_added(tmp_path):
+    """The tutorial's vocabulary: every training word, no <unk> of the reader's own."""
+    data_path = write_corpus(tmp_path, valid="a b\nc\n")
     train, valid, test, vocab_size = reader.ptb_raw_data(data_path)
-    assert vocab_size == 4
-    assert train.tolist() == [1, 2, 3, 0, 1, 2, 0, 1, 0]
-    assert valid.tolist() == [1, 2, 0, 3, 0]  # "z" is not in the vocabulary
-    assert test.tolist() == [2, 1, 0]
+    assert vocab_size == 4 and valid.tolist() == [1, 2, 0, 3, 0]
+
+
+@pytest.mark.parametrize("layout, pattern", [
+    ("PTB", "ptb.{}.txt"), ("plain", "{}.txt"), ("WikiText", "wiki.{}.tokens")])
+def test_each_layout_reads_the_same_corpus(tmp_path, layout, pattern):
+    for split, text in (("train", "a b c\na b\na\n"), ("valid", "a b\n"), ("test", "b a\n")):
+        (tmp_path / pattern.format(split)).write_text(text)
+    corpus = reader.read_corpus(str(tmp_path))
+    assert corpus.layout == layout
+    assert corpus.words == ("<eos>", "a", "b", "c")
+    assert corpus.train.tolist() == [1, 2, 3, 0, 1, 2, 0, 1, 0]
+    assert pattern.format("train") in corpus.describe()
+
+
+def test_vocab_size_keeps_the_most_frequent_and_counts_the_rest_as_unk(tmp_path):
+    # counts: a 5, <eos> 4, b 3, <unk> 1, c 2, d 1, e 1
+    data_path = write_corpus(tmp_path, train="a a b c\na <unk> b\na d b\na c e\n",
+                             valid="a e\n", test="d a\n")
+    corpus = reader.read_corpus(data_path, vocab_size=4)
+    # Kept: a, <eos>, b; <unk> stands for its own 1 and c, d, e: 5, so it comes first.
+    assert corpus.words == ("<unk>", "a", "<eos>", "b")
+    assert corpus.train.tolist() == [1, 1, 3, 0, 2, 1, 0, 3, 2, 1, 0, 3, 2, 1, 0, 0, 2]
+    assert corpus.unknown == {"train": 4, "valid": 1, "test": 1}
+    # A cap above the number of words keeps them all.
+    assert reader.read_corpus(data_path, vocab_size=100).vocab_size == 7
+    assert reader.read_corpus(data_path, vocab_size=7).words == reader.read_corpus(data_path).words
 
 
 @pytest.mark.parametrize("problem, message", [
     ("missing_folder", "no such folder"),
-    ("missing_file", "ptb.valid.txt: file not found"),
+    ("missing_file", "ptb.valid.txt: file not found; the PTB layout needs all three"),
+    ("no_corpus", "holds no corpus; it needs ptb.{train,valid,test}.txt or "
+                  "{train,valid,test}.txt or wiki.{train,valid,test}.tokens"),
     ("empty_file", "ptb.test.txt: the file is empty"),
     ("no_known_word", "ptb.valid.txt: none of its words"),
     ("not_utf8", "ptb.train.txt: not UTF-8"),
@@ -69,13 +109,16 @@ def test_bad_inputs_name_the_file(tmp_path, problem, message):
         data_path = str(tmp_path / "nowhere")
     elif problem == "missing_file":
         (tmp_path / "ptb.valid.txt").unlink()
+    elif problem == "no_corpus":
+        for split in reader.SPLITS:
+            (tmp_path / f"ptb.{split}.txt").rename(tmp_path / f"{split}.text")
     elif problem == "empty_file":
         (tmp_path / "ptb.test.txt").write_text("")
     elif problem == "no_known_word":
         (tmp_path / "ptb.valid.txt").write_text("x y")
     elif problem == "not_utf8":
         (tmp_path / "ptb.train.txt").write_bytes(b"a b \xff\xfe c\n")
-    with pytest.raises(UserInputError, match=message):
+    with pytest.raises(UserInputError, match=re.escape(message)):
         reader.ptb_raw_data(data_path)
 
 

@@ -73,7 +73,7 @@ def test_other_settings_into_the_same_run_folder_are_refused(tmp_path):
         ptb_word_lm.train_and_evaluate(dataclasses.replace(TINY, epochs=2), data_path,
                                        save_path=save_path)
     # --restart with bad data: refused before the old run is touched.
-    with pytest.raises(UserInputError, match="ptb.train.txt: file not found"):
+    with pytest.raises(UserInputError, match="holds no corpus"):
         ptb_word_lm.train_and_evaluate(dataclasses.replace(TINY, epochs=2), str(tmp_path / "run"),
                                        save_path=save_path, restart=True)
     assert len(read_metrics(save_path)["history"]) == 1
