@@ -36,6 +36,7 @@ step cut after each stage (forward, backward, the gradient's norm, the
 update). What these found, and the PyTorch comparison: docs/performance.md.
 """
 
+import dataclasses
 import glob
 import os
 import resource
@@ -284,6 +285,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_enum("model", "small", list(ptb_word_lm.PRESETS), "Preset to benchmark.")
+    flags.DEFINE_boolean("tied", False, "The output layer tied to the embedding (--tied).")
     flags.DEFINE_integer("seed", 0, "Random seed: initial weights and the random word ids.",
                          lower_bound=0, upper_bound=2**32 - 1)
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
@@ -305,7 +307,7 @@ def main(argv):
     for name in ("steps", "calls"):
         cli.check_at_least(name, 1)
     cli.check_at_least("eval_words", 0)
-    config = ptb_word_lm.PRESETS[FLAGS.model]
+    config = dataclasses.replace(ptb_word_lm.PRESETS[FLAGS.model], tied=FLAGS.tied)
     if FLAGS.profile:  # read when XLA first compiles, which is later
         os.environ["XLA_FLAGS"] = " ".join(
             [os.environ.get("XLA_FLAGS", ""), "--xla_cpu_enable_xprof_traceme=true"]).strip()

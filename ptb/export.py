@@ -56,7 +56,9 @@ def next_word_function(lm):
     def next_word(word_ids, *state):
         logits, *state = lm.model([word_ids, *state], training=False)
         outputs = {"log_probs": tf.nn.log_softmax(tf.cast(logits[:, -1], tf.float32))}
-        outputs.update({f"state_{i}": layer_state for i, layer_state in enumerate(state)})
+        # float32 whatever the model computes in (--mixed_precision: bfloat16 or float16).
+        outputs.update({f"state_{i}": tf.cast(layer_state, tf.float32)
+                        for i, layer_state in enumerate(state)})
         return outputs
 
     return tf.function(next_word, input_signature=input_signature)

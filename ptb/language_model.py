@@ -1,10 +1,11 @@
-"""A trained PTB model as a tool: what `score`, `generate` and `next_word` share.
+"""A trained language model as a tool: what `score`, `generate`, `next_word` and
+`export` share.
 
     lm = language_model.load("runs/ptb/small")   # a run folder of ptb_word_lm
     ids, unknown = lm.encode("you say")
     log_probs, state = lm.next_log_probs(ids)    # over the vocabulary, for the next word
 
-Text is read as the PTB files are: split on white space, a line ends in
+Text is read as the corpus files are: split on white space, a line ends in
 `<eos>`; a word that is not in the vocabulary is tried in lower case (PTB is
 lower case, but for its number token N), and if still not found becomes
 `<unk>`, and `encode` says which did. A new sentence starts from the zero state with an `<eos>`
@@ -26,9 +27,7 @@ from common import run_folder
 from ptb import fast_cpu
 from ptb import ptb_word_lm
 from ptb import report
-
-END_OF_SENTENCE = "<eos>"
-UNKNOWN = "<unk>"
+from ptb.reader import END_OF_SENTENCE, UNKNOWN
 
 
 @dataclasses.dataclass(frozen=True)

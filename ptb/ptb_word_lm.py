@@ -32,6 +32,11 @@ Get the data and run (downloads the data when --data_path is left out):
   tar xvf simple-examples.tgz
   python -m ptb.ptb_word_lm --data_path=simple-examples/data/ --model small
 
+Any word-level corpus trains the same way: a folder with its training,
+validation and test text in PTB's, PyTorch's or WikiText's file names
+(reader.py). --vocab_size keeps only the most frequent words; --tied makes the
+output layer share the embedding's matrix (not the tutorial's; tied_embedding.py).
+
 The text goes: reader.py (words to ids to windows), then here the presets, the
 model, `run_epoch` carrying the LSTM state from window to window, the
 evaluation and `train_and_evaluate`. Three doors lead to the engine, one call
@@ -39,7 +44,8 @@ each: `fast_cpu.path_for` picks the plain Keras model and step or the CPU fast
 path (ptb/fast_cpu: the same function, computed faster);
 `training.replicated_step` runs a step on every replica (common/training.py);
 common/run_folder.py keeps the run folder that makes a run resumable. A run
-folder is then a tool: python -m ptb.score, ptb.generate and ptb.next_word read it.
+folder is then a tool: python -m ptb.score, ptb.generate, ptb.next_word and
+ptb.export read it.
 """
 
 import dataclasses

@@ -75,9 +75,11 @@ print(json.dumps(results))
 """
 
 
-def test_ptb_each_step_on_two_replicas_equals_one_device_to_float32_rounding():
+@pytest.mark.parametrize("tied", [False, True])
+def test_ptb_each_step_on_two_replicas_equals_one_device_to_float32_rounding(tied):
     """What several replicas reproduce: each training step, from the same weights,
     state and window, to float32 rounding (the replicas add in another order).
+    Tied, the embedding's gradient joins its rows' part and the output's dense part.
 
     Two replicas always take the plain Keras path; one device is shown on that
     path and on the CPU fast path, which computes the same step another way."""
@@ -86,7 +88,7 @@ import numpy as np
 from ptb import fast_cpu, ptb_word_lm
 from ptb.fast_cpu import variants
 config = dataclasses.replace(ptb_word_lm.PRESETS["small"], vocab_size=40, hidden_size=32,
-                             num_steps=5, learning_rate=0.2, max_grad_norm=1.0)
+                             num_steps=5, learning_rate=0.2, max_grad_norm=1.0, tied=TIED)
 rng = np.random.default_rng(0)
 windows = [(tf.constant(rng.integers(0, 40, (20, 5)), tf.int32),
             tf.constant(rng.integers(0, 40, (20, 5)), tf.int32)) for _ in range(3)]
@@ -102,7 +104,7 @@ for name, (model, train_step, initial_state) in trainers.items():
         loss, _ = train_step(inputs, targets, initial_state())
         steps[name].append([float(loss)] + [w.tolist() for w in model.get_weights()])
 print(json.dumps(steps))
-""")
+""".replace("TIED", str(tied)))
     reference = result["one, plain"]
     for name in ("two, plain", "one, fast"):
         for step, wanted in zip(result[name], reference):

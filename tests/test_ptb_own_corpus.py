@@ -115,7 +115,8 @@ for word, following in zip(stream[:-1], stream[1:]):
     out = next_word(word_ids=tf.constant([[word]]), **state)
     state = {name: out[name] for name in zero}
     log_probs.append(float(out["log_probs"][0, following]))
-print(json.dumps(dict(words=words, probabilities=probabilities, log_probs=log_probs,
+dtypes = sorted({spec.dtype.name for spec in next_word.structured_outputs.values()})
+print(json.dumps(dict(words=words, dtypes=dtypes, probabilities=probabilities, log_probs=log_probs,
                       states=sorted(zero), batch=next_word(word_ids=tf.zeros([3, 2], tf.int32),
                       **{n: tf.zeros([3, s.shape[1]]) for n, s in inputs.items()
                          if n.startswith("state_")})["log_probs"].shape.as_list(),
@@ -149,6 +150,7 @@ def test_the_exported_model_agrees_with_next_word_and_scoring_from_plain_tensorf
     assert tuple(used["words"]) == lm.words
     assert used["states"] == ["state_0", "state_1", "state_2", "state_3"]
     assert used["batch"] == [3, VOCAB_SIZE]
+    assert used["dtypes"] == ["float32"]
 
     # ptb.next_word's probabilities, every word of the vocabulary, to 1e-5.
     expected = dict(next_word.next_words(lm, " ".join(context), top_k=len(lm.words)))
@@ -169,3 +171,18 @@ def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(expor
     result = run_module("ptb.export", f"--save_path={run}", str(blocked / "exported"))
     assert_one_line_error(result, "cannot create it")
     assert [path.name for path in tmp_path.iterdir()] == ["file"]
+
+
+def test_a_mixed_precision_model_exports_float32_state(tmp_path):
+    data_path = write_wikitext(tmp_path / "wikitext")
+    run = tmp_path / "run"
+    trained = run_module("ptb.ptb_word_lm", f"--data_path={data_path}", f"--save_path={run}",
+                         "--model=test", "--mixed_precision")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    result = run_module("ptb.export", f"--save_path={run}", str(tmp_path / "exported"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    used = subprocess.run([sys.executable, "-c", USE_EXPORTED, str(tmp_path / "exported"),
+                           json.dumps(["word1"]), json.dumps([1, 2, 3])],
+                          capture_output=True, text=True, timeout=300)
+    assert used.returncode == 0, used.stderr[-2000:]
+    assert json.loads(used.stdout.strip().splitlines()[-1])["dtypes"] == ["float32"]

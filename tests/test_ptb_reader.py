@@ -145,6 +145,17 @@ def test_real_ptb_sizes(data_dir):
     assert train.min() == 0 and train.max() == 9_999
 
 
+def test_real_ptb_in_the_other_layouts_and_capped_at_its_size_reads_the_same(data_dir, tmp_path):
+    ptb = reader.read_corpus(str(data_dir / "ptb"))
+    for split in reader.SPLITS:
+        (tmp_path / f"wiki.{split}.tokens").symlink_to(data_dir / "ptb" / f"ptb.{split}.txt")
+    as_wikitext = reader.read_corpus(str(tmp_path), vocab_size=10_000)
+    assert as_wikitext.layout == "WikiText" and as_wikitext.words == ptb.words
+    for split in reader.SPLITS:
+        np.testing.assert_array_equal(getattr(as_wikitext, split), getattr(ptb, split))
+    assert ptb.unknown == as_wikitext.unknown == {"train": 0, "valid": 0, "test": 0}
+
+
 def test_offline_download_says_to_pass_data_path(monkeypatch):
     def no_network(*args, **kwargs):
         raise OSError("Network is unreachable")
