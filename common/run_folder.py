@@ -73,12 +73,16 @@ def atomic_write(path, write):
         raise write_failure(path, error) from None
 
 
+def failure_reason(error):
+    """Why a write failed, in a few words: an OSError's reason, or the last clause
+    of TensorFlow's message ("...; No space left on device [Op:SaveV2]")."""
+    return getattr(error, "strerror", None) or re.sub(
+        r"\s*\[Op:\w+\]$", "", str(error).strip().splitlines()[-1]).rsplit("; ", 1)[-1]
+
+
 def write_failure(path, error):
     """The one-line RunFailure for a file the run could not write."""
-    # An OSError's reason, or the last clause of TensorFlow's message ("...; No space
-    # left on device [Op:SaveV2]").
-    reason = getattr(error, "strerror", None) or re.sub(
-        r"\s*\[Op:\w+\]$", "", str(error).strip().splitlines()[-1]).rsplit("; ", 1)[-1]
+    reason = failure_reason(error)
     return RunFailure(f"{path}: cannot write it ({reason}); what the run saved before is "
                       "kept: make room, or fix the path or its permission, and run the same "
                       "command again to resume")
@@ -169,7 +173,7 @@ class RunFolder:
                     f"--save_path={self.path}: --restart deletes a run's own files only, and "
                     f"this folder also holds {foreign[0]!r}; move that away, or use a new "
                     "--save_path")
-        if saved is not None and saved != self.settings and not restart:
+        if saved is not None and not restart and _differences(saved, self.settings):
             raise UserInputError(
                 f"--save_path={self.path}: holds a run with other settings "
                 f"({_differences(saved, self.settings)}); use a new --save_path, or "
@@ -321,9 +325,16 @@ def history_as_csv(history):
 
 
 def _differences(saved, wanted):
-    names = sorted(set(saved) | set(wanted))
+    """The settings that differ, as "name saved -> wanted", or "" if none do. A
+    setting that a run folder lacks (the package gained it later) matches when
+    it is off (None or False): the run was made without it."""
+    def differs(name):
+        if name not in saved and (wanted.get(name) is None or wanted.get(name) is False):
+            return False
+        return saved.get(name) != wanted.get(name)
+
     return ", ".join(f"{name} {saved.get(name)!r} -> {wanted.get(name)!r}"
-                     for name in names if saved.get(name) != wanted.get(name))
+                     for name in sorted(set(saved) | set(wanted)) if differs(name))
 
 
 # ----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ Writes into the run folder --save_path (default runs/imdb_sentiment/compare):
 Run:
     python -m imdb_sentiment.compare --data_path DIR   # aclImdb/ or aclImdb_v1.tar.gz
 
-With --bidirectional the three are bidirectional, in bidirectional_<rnn>/.
+With --bidirectional the three are bidirectional, each in bidirectional_<rnn>/,
+by default under runs/imdb_sentiment/compare_bidirectional.
 """
 
 import csv
@@ -151,11 +152,12 @@ def main(argv):
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment", "compare")
+    save_path = FLAGS.save_path or os.path.join(
+        "runs", "imdb_sentiment", "compare_bidirectional" if config.bidirectional else "compare")
     compare(config, strategy, save_path, data_path=FLAGS.data_path, restart=FLAGS.restart)
 
 
 if __name__ == "__main__":
-    train.define_flags(default_run_folder="runs/imdb_sentiment/compare")
+    train.define_flags(default_run_folder="runs/imdb_sentiment/compare[_bidirectional]")
     flags.adopt_module_key_flags(train)  # so that --help lists them
     cli.run(main)

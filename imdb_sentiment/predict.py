@@ -30,7 +30,7 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     flags.DEFINE_string("save_path", None, "The run folder of a trained model (train's "
-                        "--save_path, or compare's <folder>/<rnn>).")
+                        "--save_path, or compare's <folder>/[bidirectional_]<rnn>).")
     flags.DEFINE_string("file", None, "Text file with one review per line (default: arguments, "
                         "else stdin).")
 
@@ -38,9 +38,10 @@ def define_flags():
 def load_classifier(save_path):
     """(model, score) where score(list of review texts) -> positive probabilities."""
     folder = pathlib.Path(save_path)
-    if not (folder / "model.keras").is_file() and (folder / "gru").is_dir():
+    models = [name for name in ("gru", "bidirectional_gru") if (folder / name).is_dir()]
+    if not (folder / "model.keras").is_file() and models:
         raise cli.UserInputError(f"--save_path={folder}: no model.keras there; for a compare "
-                                 f"run, name one model's folder, e.g. {folder / 'gru'}")
+                                 f"run, name one model's folder, e.g. {folder / models[0]}")
     model, config = run_folder.load_finished_run(
         folder, "imdb_sentiment", "train one with --save_path first")
     try:

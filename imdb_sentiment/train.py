@@ -243,7 +243,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
 def format_metrics(metrics):
     """One fixed-width summary line."""
     return (
-        f"| {metrics['model']:<10} | params {metrics['parameters']:>9,} | "
+        f"| {metrics['model']:<18} | params {metrics['parameters']:>9,} | "
         f"test acc {metrics['test_accuracy']:.4f} | test loss {metrics['test_loss']:.4f} | "
         f"best epoch {metrics['best_epoch']} of {metrics['epochs_run']} | "
         f"s/epoch {metrics['seconds_per_epoch']:.0f} |"

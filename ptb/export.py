@@ -5,8 +5,10 @@
 writes the folder exported/small: a SavedModel whose one signature,
 `next_word` (also `serving_default`), reads words and gives the
 log-probabilities of the next one, and `vocabulary.txt` beside it, one word
-per line, line i being word id i. TF Serving, TFLite's converter
-(`tf.lite.TFLiteConverter.from_saved_model`) or plain TensorFlow can load it:
+per line, line i being word id i. Plain TensorFlow and TF Serving can load it;
+TFLite's converter (`tf.lite.TFLiteConverter.from_saved_model`) converts it
+with TensorFlow ops allowed (SELECT_TF_OPS, for the LSTM's loop), and its
+runtime then needs the Flex delegate.
 
     inputs   word_ids   int32   [batch, time]   the words, as ids
              state_0 .. state_{n-1}  float32 [batch, hidden]   the state before them
@@ -36,10 +38,10 @@ import tempfile
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
-import keras
 import tensorflow as tf
 
 from common import cli
+from common import run_folder
 from ptb import language_model
 
 SIGNATURE = "next_word"
@@ -80,17 +82,19 @@ def export(lm, out_dir):
     except OSError as error:
         raise cli.UserInputError(f"{out_dir}: cannot create it ({error.strerror})")
     try:
-        archive = keras.export.ExportArchive()
-        archive.track(lm.model)
-        archive.add_endpoint(SIGNATURE, next_word_function(lm))
-        archive.write_out(str(scratch), verbose=False)
+        module = tf.Module()
+        module.model = lm.model  # its weights, saved once
+        signature = next_word_function(lm).get_concrete_function()
+        # serving_default too: TF Serving's requests without a signature name use it.
+        tf.saved_model.save(module, str(scratch),
+                            signatures={SIGNATURE: signature, "serving_default": signature})
         (scratch / VOCABULARY).write_text("".join(f"{word}\n" for word in lm.words))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         os.replace(scratch, out_dir)
     except (OSError, tf.errors.OpError) as error:  # a full disk, no permission
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-        raise cli.RunFailure(f"{out_dir}: cannot write it ({reason}); nothing was exported")
+        raise cli.RunFailure(f"{out_dir}: cannot write it ({run_folder.failure_reason(error)}); "
+                             "nothing was exported") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

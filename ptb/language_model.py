@@ -133,6 +133,6 @@ def encode_context(lm, text, flag):
     ids, unknown = lm.encode(text)
     if len(unknown) == len(ids):
         raise cli.UserInputError(f"{flag}={text!r}: no word of it is in the vocabulary "
-                                 f"(unknown: {', '.join(unknown)}); PTB's words are lower "
-                                 "case, numbers are N")
+                                 f"(unknown: {', '.join(unknown)}); in PTB, words are lower "
+                                 "case and numbers are N")
     return ids, unknown

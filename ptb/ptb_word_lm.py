@@ -171,6 +171,8 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
     its `feed_dict`; nothing is kept inside the model, so one model serves any
     batch size and any number of replicas. `num_steps=None` accepts windows of
     any length. `path` gives the LSTM and output layer classes (fast_cpu).
+    With `config.tied` the embedding is the output layer too (TiedEmbedding):
+    logits = outputs @ embeddings^T + bias.
 
     With the plain path every cell keeps Keras' defaults where they select
     cuDNN on a GPU (LSTM and GRU; Keras has no cuDNN path for SimpleRNN).
@@ -419,7 +421,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     print(corpus.describe())
     config = dataclasses.replace(config, vocab_size=corpus.vocab_size)
     settings = dict(dataclasses.asdict(config), seed=seed, steps_per_epoch=steps_per_epoch,
-                    data_path=run_folder.data_setting(data_path), vocab_limit=vocab_size)
+                    data_path=run_folder.data_setting(data_path))
     run = run_folder.open_run(save_path, "ptb", settings, restart, strategy)
     keras.utils.set_random_seed(seed)
     train_data, valid_data = load_data(corpus, config)
@@ -475,7 +477,8 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
 
 
 def run_title(config):
-    return f"PTB {config.rnn_cell}, {config.num_layers} x {config.hidden_size} units"
+    return (f"{config.rnn_cell} language model, {config.num_layers} x {config.hidden_size} "
+            f"units{', tied' if config.tied else ''}")
 
 
 # ----------------------------------------------------------------------------

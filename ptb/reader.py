@@ -9,10 +9,10 @@ PTB, a corpus folder may hold its three files in any of three layouts:
     train.txt          valid.txt          test.txt           plain (PyTorch's example)
     wiki.train.tokens  wiki.valid.tokens  wiki.test.tokens   WikiText-2 / -103
 
-`vocab_size` keeps only that many of the most frequent training words; the
+`vocab_size` keeps only that many words, `<eos>` and the most frequent; the
 rest, and any word of the validation or test text outside the vocabulary, are
-read as `<unk>`, which joins the vocabulary (last) if the training text has
-none. On PTB nothing is outside: its 10,000 words are the tutorial's.
+read as `<unk>`, which joins the vocabulary if the training text has none. On
+PTB nothing is outside: its 10,000 words are the tutorial's.
 
     corpus = read_corpus(data_path)           # .train, .valid, .test ids; .words
     dataset = ptb_producer(corpus.train, batch_size=20, num_steps=20)
@@ -53,6 +53,7 @@ class Corpus:
     valid: np.ndarray
     test: np.ndarray
     unknown: dict  # split -> how many of its words were read as <unk> (not being in `words`)
+    training_words: int  # distinct words of the training text
 
     @property
     def vocab_size(self):
@@ -64,7 +65,8 @@ class Corpus:
         lines = [f"Data: {self.folder} ({self.layout} layout: {names})",
                  "  words (with <eos>): " + ", ".join(
                      f"{split} {len(getattr(self, split)):,}" for split in SPLITS),
-                 f"  vocabulary: {self.vocab_size:,} words"]
+                 f"  vocabulary: {self.vocab_size:,} words (of {self.training_words:,} "
+                 "in the training text)"]
         for split in SPLITS:
             if self.unknown[split]:
                 share = self.unknown[split] / len(getattr(self, split))
@@ -73,40 +75,59 @@ class Corpus:
         return "\n".join(lines)
 
 
-def _read_words(filename):
-    """The file's words, with each line ending in <eos>."""
+def _word_lines(filename):
+    """The words of each line of `filename`, the line's end read as <eos> (the
+    tutorial's text.replace("\\n", " <eos> ").split()), a line at a time."""
+    line_number = 0
     try:
-        text = pathlib.Path(filename).read_bytes().decode("utf-8")
+        with open(filename, encoding="utf-8", newline="\n") as file:
+            for line_number, line in enumerate(file, 1):
+                words = line.split()
+                if line.endswith("\n"):
+                    words.append(END_OF_SENTENCE)
+                yield words
     except FileNotFoundError:
         raise UserInputError(f"{filename}: file not found; --data_path must hold the "
                              "training, validation and test text")
-    except UnicodeDecodeError as error:
-        raise UserInputError(f"{filename}: not UTF-8 text (byte {error.start}); give "
+    except UnicodeDecodeError:
+        raise UserInputError(f"{filename}: not UTF-8 text (line {line_number + 1}); give "
                              "plain-text files (for PTB those of simple-examples.tgz).")
     except OSError as error:  # a folder, no permission, an I/O error
         raise UserInputError(f"{filename}: cannot read it ({error.strerror}); check --data_path.")
-    words = text.replace("\n", f" {END_OF_SENTENCE} ").split()
-    if not words:
+
+
+def count_words(filename):
+    """How often each word of `filename` occurs (<eos> for each line's end)."""
+    counts = collections.Counter()
+    for words in _word_lines(filename):
+        counts.update(words)
+    if not counts:
         raise UserInputError(f"{filename}: the file is empty; give it the text of its split.")
-    return words
+    return counts
 
 
-def build_vocab(filename, vocab_size=None):
-    """Maps each word of `filename` to an id: most frequent first, then alphabetical.
+def build_vocab(counts, vocab_size=None, unseen_held_out=False):
+    """Maps each counted training word to an id: most frequent first, then alphabetical.
 
-    With `vocab_size`, only the vocab_size - 1 most frequent words other than
-    `<unk>` are kept, and `<unk>` stands for the rest, counted as their total.
+    `<unk>` joins (with no training count, last) when `unseen_held_out` says the
+    validation or test text has words the training text lacks. With
+    `vocab_size`, if there are more words than that, `<eos>` and the
+    vocab_size - 2 most frequent others are kept and `<unk>` stands for the
+    rest, counted as their total.
     """
-    return _vocabulary(collections.Counter(_read_words(filename)), vocab_size)
-
-
-def _vocabulary(counts, vocab_size=None):
-    """build_vocab's mapping for the word counts `counts`."""
-    if vocab_size is not None and len(counts) > vocab_size:
-        words = [word for word in _by_count_then_word(counts) if word != UNKNOWN]
-        kept = {word: counts[word] for word in words[:vocab_size - 1]}
+    if vocab_size is not None and vocab_size < 2:
+        raise UserInputError(f"--vocab_size={vocab_size}: must be at least 2 (<eos>, <unk>)")
+    counts = dict(counts)
+    needs_unknown = unseen_held_out and UNKNOWN not in counts
+    if vocab_size is not None and len(counts) + needs_unknown > vocab_size:
+        always = [word for word in (END_OF_SENTENCE,) if word in counts]
+        others = [word for word in _by_count_then_word(counts)
+                  if word not in (END_OF_SENTENCE, UNKNOWN)]
+        kept = {word: counts[word] for word in always + others[:vocab_size - 1 - len(always)]}
         kept[UNKNOWN] = sum(counts.values()) - sum(kept.values())  # every word not kept
         counts = kept
+    elif needs_unknown:
+        counts[UNKNOWN] = 0
     return {word: index for index, word in enumerate(_by_count_then_word(counts))}
 
 
@@ -115,20 +136,19 @@ def _by_count_then_word(counts):
 
 
 def file_to_word_ids(filename, word_to_id):
-    """The ids of the file's words; words outside the vocabulary become `<unk>`,
-    or are dropped (the tutorial's reader) if the vocabulary has no `<unk>`."""
-    ids, _ = _ids_and_unknown(filename, _read_words(filename), word_to_id)
-    return ids
-
-
-def _ids_and_unknown(filename, words, word_to_id):
-    unknown_id = word_to_id.get(UNKNOWN)
-    ids = [word_to_id.get(word, unknown_id) for word in words]
-    unknown = sum(word not in word_to_id for word in words)
-    if unknown == len(words):
+    """(ids, unknown): the ids of the file's words, and how many of them are
+    outside the vocabulary; those become `<unk>`, or are dropped (the tutorial's
+    reader) if the vocabulary has no `<unk>`."""
+    ids = np.fromiter((word_to_id.get(word, -1) for words in _word_lines(filename)
+                       for word in words), dtype=np.int32)
+    outside = ids < 0
+    unknown = int(outside.sum())
+    if unknown == len(ids):
         raise UserInputError(f"{filename}: none of its words is in the training text's "
                              "vocabulary; is it the same corpus?")
-    return np.array([i for i in ids if i is not None], dtype=np.int32), unknown
+    if UNKNOWN in word_to_id:
+        return np.where(outside, word_to_id[UNKNOWN], ids).astype(np.int32), unknown
+    return ids[~outside], unknown
 
 
 def read_corpus(data_path=None, vocab_size=None):
@@ -136,17 +156,15 @@ def read_corpus(data_path=None, vocab_size=None):
     if data_path is None:
         data_path = download_ptb()
     layout, paths = find_layout(data_path)
-    words = {split: _read_words(paths[split]) for split in SPLITS}
-    counts = collections.Counter(words["train"])
-    word_to_id = _vocabulary(counts, vocab_size)
-    if UNKNOWN not in word_to_id and any(
-            word not in word_to_id for split in ("valid", "test") for word in words[split]):
-        word_to_id[UNKNOWN] = len(word_to_id)  # held-out words need a stand-in
+    counts = {split: count_words(paths[split]) for split in SPLITS}
+    unseen_held_out = any(word not in counts["train"]
+                          for split in ("valid", "test") for word in counts[split])
+    word_to_id = build_vocab(counts["train"], vocab_size, unseen_held_out)
     ids, unknown = {}, {}
     for split in SPLITS:
-        ids[split], unknown[split] = _ids_and_unknown(paths[split], words[split], word_to_id)
+        ids[split], unknown[split] = file_to_word_ids(paths[split], word_to_id)
     return Corpus(str(data_path), layout, tuple(sorted(word_to_id, key=word_to_id.get)),
-                  ids["train"], ids["valid"], ids["test"], unknown)
+                  ids["train"], ids["valid"], ids["test"], unknown, len(counts["train"]))
 
 
 def ptb_raw_data(data_path=None, vocab_size=None):

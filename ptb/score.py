@@ -141,8 +141,8 @@ def main(argv):
           f"{language_model.UNKNOWN}{examples}{' ...' if len(set(unknown)) > 10 else ''}")
     if len(unknown) == sum(len(sentence.split()) for sentence in sentences):
         # Only <unk> and <eos> were scored: a number here would say nothing of the text.
-        print("no perplexity: every word was outside the vocabulary (PTB's words are lower "
-              "case, numbers are N)")
+        print("no perplexity: every word was outside the vocabulary (in PTB, words are lower "
+              "case and numbers are N)")
         return
     print(f"perplexity {perplexity:.2f} over {words:,} words")
 

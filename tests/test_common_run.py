@@ -46,6 +46,15 @@ def test_other_settings_are_refused_naming_them_and_restart_clears_the_run(tmp_p
     assert not (tmp_path / "model.keras").exists()
 
 
+def test_a_setting_the_package_gained_later_matches_an_older_run_when_off(tmp_path):
+    run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2}).begin()  # written before "tied"
+    for off in (None, False):
+        run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2, "tied": off}).close()
+    for on in (True, 0, 20_000):
+        with pytest.raises(UserInputError, match=rf"other settings \(tied None -> {on}\)"):
+            run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2, "tied": on})
+
+
 def test_a_folder_that_is_not_a_run_is_never_used_or_deleted(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     for restart in (False, True):

@@ -154,15 +154,19 @@ def test_loaded_reviews_end_with_a_word_under_pre_padding(tiny_acl_imdb):
 # --- models ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("rnn", ["simple_rnn", "lstm", "gru"])
-def test_model_shapes_and_parameter_counts(rnn):
-    config = dataclasses.replace(train.DEFAULTS, rnn=rnn)
+def test_model_shapes_and_parameter_counts(rnn, bidirectional):
+    config = dataclasses.replace(train.DEFAULTS, rnn=rnn, bidirectional=bidirectional)
     model = model_lib.build_model(config)
     vocab, embed, units = 10_000, 100, 128
     gates = {"simple_rnn": 1, "lstm": 4, "gru": 3}[rnn]
     biases = 2 if rnn == "gru" else 1  # GRU with reset_after keeps two bias vectors
-    expected = vocab * embed + gates * units * (embed + units + biases) + units + 1
-    assert expected == {"simple_rnn": 1_029_441, "lstm": 1_117_377, "gru": 1_088_449}[rnn]
+    directions = 2 if bidirectional else 1  # and Dense reads both final states
+    expected = (vocab * embed + directions * gates * units * (embed + units + biases)
+                + directions * units + 1)
+    assert expected == {"simple_rnn": 1_029_441, "lstm": 1_117_377, "gru": 1_088_449}[rnn] + (
+        {"simple_rnn": 29_440, "lstm": 117_376, "gru": 88_448}[rnn] if bidirectional else 0)
     assert model.count_params() == expected
     assert model.input_shape == (None, 256)
     assert model.output_shape == (None, 1)
@@ -350,6 +354,18 @@ def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(tmp_path):
                               f"--save_path={save_path}")
     whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=12)
     assert killed["test_loss"] == whole["test_loss"]
+
+
+def test_a_bidirectional_model_trains_saves_and_predicts(tmp_path):
+    reviews_root = write_reviews(tmp_path / "aclImdb", per_class=20)
+    save = tmp_path / "run"
+    result = run_module("imdb_sentiment.train", "--rnn=gru", "--bidirectional", "--epochs=1",
+                        "--batch_size=8", f"--data_path={reviews_root}", f"--save_path={save}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| bidirectional_gru  | params" in result.stdout
+    assert read_metrics(save)["settings"]["bidirectional"] is True
+    result = run_module("imdb_sentiment.predict", f"--save_path={save}", "A fine film.")
+    assert result.returncode == 0 and result.stdout.count("\t") == 1, result.stderr[-2000:]
 
 
 # --- bad input ---------------------------------------------------------------

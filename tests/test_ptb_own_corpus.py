@@ -2,13 +2,17 @@
 on it, the tools on that run, and the model exported and used from plain TensorFlow."""
 
 import dataclasses
+import errno
 import json
+import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from common.cli import RunFailure
+from ptb import export
 from ptb import language_model
 from ptb import next_word
 from ptb import ptb_word_lm
@@ -42,7 +46,6 @@ def test_the_trainer_reads_the_wikitext_layout_and_caps_the_vocabulary(tmp_path)
                                              vocab_size=VOCAB_SIZE)
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())["settings"]
     assert settings["vocab_size"] == VOCAB_SIZE and settings["tied"] is True
-    assert settings["vocab_limit"] == VOCAB_SIZE
     corpus = reader.read_corpus(str(data_path), VOCAB_SIZE)
     assert corpus.layout == "WikiText" and "<unk>" in corpus.words
     assert corpus.unknown["train"] > 0  # the cap made some words <unk>
@@ -151,6 +154,9 @@ def test_the_exported_model_agrees_with_next_word_and_scoring_from_plain_tensorf
     assert used["states"] == ["state_0", "state_1", "state_2", "state_3"]
     assert used["batch"] == [3, VOCAB_SIZE]
     assert used["dtypes"] == ["float32"]
+    # The weights are saved once.
+    saved_bytes = sum(path.stat().st_size for path in (folder / "variables").iterdir())
+    assert saved_bytes < 1.5 * 4 * lm.model.count_params() + 10_000
 
     # ptb.next_word's probabilities, every word of the vocabulary, to 1e-5.
     expected = dict(next_word.next_words(lm, " ".join(context), top_k=len(lm.words)))
@@ -186,3 +192,17 @@ def test_a_mixed_precision_model_exports_float32_state(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert used.returncode == 0, used.stderr[-2000:]
     assert json.loads(used.stdout.strip().splitlines()[-1])["dtypes"] == ["float32"]
+
+
+def test_a_failed_export_leaves_nothing_half_written(exported, tmp_path, monkeypatch):
+    lm, _, _ = exported
+
+    def full_disk(module, folder, **kwargs):
+        (pathlib.Path(folder) / "saved_model.pb").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export.tf.saved_model, "save", full_disk)
+    with pytest.raises(RunFailure, match=r"out: cannot write it \(No space left on device\); "
+                                         "nothing was exported"):
+        export.export(lm, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -92,6 +92,17 @@ def test_vocab_size_keeps_the_most_frequent_and_counts_the_rest_as_unk(tmp_path)
     # A cap above the number of words keeps them all.
     assert reader.read_corpus(data_path, vocab_size=100).vocab_size == 7
     assert reader.read_corpus(data_path, vocab_size=7).words == reader.read_corpus(data_path).words
+    # The smallest: <eos>, which the tools need, and <unk> for everything else.
+    assert reader.read_corpus(data_path, vocab_size=2).words == ("<unk>", "<eos>")
+
+
+def test_vocab_size_counts_the_unk_that_held_out_words_need(tmp_path):
+    # 4 training words (<eos>, a, b, c); "z" of the validation text needs an <unk>.
+    data_path = write_corpus(tmp_path)
+    assert reader.read_corpus(data_path).vocab_size == 5
+    capped = reader.read_corpus(data_path, vocab_size=4)
+    assert capped.words == ("<eos>", "a", "b", "<unk>")  # <unk>: c, once in training
+    assert capped.unknown == {"train": 1, "valid": 2, "test": 0}
 
 
 @pytest.mark.parametrize("problem, message", [

@@ -15,6 +15,8 @@ part and a whole training step to the plain one):
     BiasRowDense   (bias_row_dense.py)  the output bias as one more row of its kernel
     word_losses    (step.py)            the cross-entropy's gradient in one pass
     sgd_update     (step.py)            only the window's embedding rows rewritten
+                                        (all of them with --tied: the output's
+                                        gradient is dense)
     jit_compile                         XLA fuses the hundreds of small operations
 
 A profile of the plain step on a CPU found most of its time in the LSTM's small

@@ -48,7 +48,8 @@ def sgd_update(optimizer, gradients, variables):
     norm is the one Keras and TF1's clip_by_global_norm take: over the rows as
     they come (a word that occurs twice contributes two rows, not their sum),
     clipped at the optimizer's `global_clipnorm`. The result is the optimizer's
-    own `apply` to float32 rounding.
+    own `apply` to float32 rounding. With --tied the embedding is also the
+    output layer, its gradient dense, and every row is rewritten.
     """
     clip_norm = optimizer.global_clipnorm
     norm = global_norm(gradients)
