@@ -165,8 +165,9 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     if reviews is None:
         reviews = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
-    print(f"{model_lib.model_name(config)}: {len(reviews.y_train)} train / {len(reviews.y_val)} validation / "
-          f"{len(reviews.y_test)} test reviews; replicas in sync: {strategy.num_replicas_in_sync}")
+    print(f"{model_lib.model_name(config)}: {len(reviews.y_train)} train / "
+          f"{len(reviews.y_val)} validation / {len(reviews.y_test)} test reviews; "
+          f"replicas in sync: {strategy.num_replicas_in_sync}")
     steps_per_epoch = common_data.batches_per_epoch(len(reviews.y_train), config.batch_size)
 
     with strategy.scope():
@@ -279,9 +280,9 @@ def define_flags(default_run_folder="runs/imdb_sentiment/[bidirectional_]<rnn>")
 
 
 # The Config fields that have a flag of the same name.
-_FLAGGED_FIELDS = ("rnn", "bidirectional", "padding", "epochs", "batch_size", "learning_rate", "dropout",
-                   "word_dropout", "lr_decay", "weight_averaging", "patience", "max_examples",
-                   "seed")
+_FLAGGED_FIELDS = ("rnn", "bidirectional", "padding", "epochs", "batch_size", "learning_rate",
+                   "dropout", "word_dropout", "lr_decay", "weight_averaging", "patience",
+                   "max_examples", "seed")
 
 
 def config_from_flags(**overrides):

@@ -186,8 +186,9 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
     state = [keras.Input(shape=(config.hidden_size,), name=f"{config.rnn_cell}_{layer}_{part}")
              for layer in range(config.num_layers) for part in state_parts]
     if config.tied:  # float32 under --mixed_precision: it is the output layer too
-        embedding = TiedEmbedding(config.vocab_size, config.hidden_size, embeddings_initializer=init,
-                                  bias_initializer=init, dtype="float32", name="embedding")
+        embedding = TiedEmbedding(config.vocab_size, config.hidden_size,
+                                  embeddings_initializer=init, bias_initializer=init,
+                                  dtype="float32", name="embedding")
     else:
         embedding = keras.layers.Embedding(config.vocab_size, config.hidden_size,
                                            embeddings_initializer=init, name="embedding")

@@ -199,7 +199,8 @@ def find_layout(data_path):
         layout, missing = partial
         raise UserInputError(f"--data_path={data_path}: {', '.join(missing)}: file not found; "
                              f"the {layout} layout needs all three of its files")
-    raise UserInputError(f"--data_path={data_path}: holds no corpus; it needs {_layouts_in_words()}")
+    raise UserInputError(f"--data_path={data_path}: holds no corpus; "
+                         f"it needs {_layouts_in_words()}")
 
 
 def _layouts_in_words():
