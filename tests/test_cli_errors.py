@@ -37,6 +37,7 @@ ENTRY_POINTS = {
                               "flag --rnn_cell=lstm2: value should be one of <lstm|gru|simple_rnn>"),
         "learning rate out of range": (["--learning_rate=0"], None,
                                        "--learning_rate=0.0: must be a finite number above 0"),
+        "vocabulary too small": (["--vocab_size=1"], None, "--vocab_size=1: must be at least 2"),
     }),
     "ptb.benchmark": dict(COMMON_CASES, **{
         "preset out of range": (["--model=huge"], None, "flag --model=huge: value should be one of"),
@@ -67,6 +68,13 @@ ENTRY_POINTS = {
         "max_examples out of range": (["--max_examples=0"], None,
                                       "--max_examples=0: must be at least 1"),
     }),
+    "ptb.export": {
+        "no run folder given": (["{run}/exported"], None, "--save_path: required"),
+        "no model in the run folder": (["--save_path={run}", "{run}/exported"], None,
+                                       "no model.keras there"),
+        "no folder to export to": (["--save_path={run}"], None,
+                                   "give the folder to export to as one argument"),
+    },
     "imdb_sentiment.predict": {
         "unknown flag": (["--no_such_flag=1", "--save_path={run}", "Fine."], None,
                          "Unknown command line flag 'no_such_flag'"),
@@ -83,7 +91,7 @@ def run_case(module, case, tmp_path):
     args, env, _ = ENTRY_POINTS[module][case]
     run_folder = tmp_path / case.replace(" ", "_")
     args = [arg.format(run=run_folder) for arg in args]
-    if module != "imdb_sentiment.predict" and module != "ptb.benchmark":
+    if module not in ("imdb_sentiment.predict", "ptb.export", "ptb.benchmark"):
         args.append(f"--save_path={run_folder}")
     return run_module(module, *args, env=env, timeout=300)
 
