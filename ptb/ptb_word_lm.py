@@ -6,12 +6,13 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar.
 
 | preset | epochs | tutorial train / valid / test | this code: train / valid / test   |
 |--------|--------|-------------------------------|-----------------------------------|
-| small  | 13     | 37.99 / 121.39 / 115.91       | 41.07 / 118.30 / 114.23 (note 1)  |
+| small  | 13     | 37.99 / 121.39 / 115.91       | 41.04 / 118.61 / 114.03 (note 1)  |
 | medium | 39     | 48.45 /  86.16 /  82.07       | not yet run                       |
 | large  | 55     | 37.87 /  82.62 /  78.29       | not yet run                       |
 
-(1) 2-core AMD EPYC VMs, CPU only: 14 minutes on a Zen 5, 26 on an older
-AVX-512 EPYC, to the same numbers; the commands and other runs in docs/results.md.
+(1) The mean of seeds 0, 1 and 2 (test 113.93 to 114.23), on 2-core AMD EPYC
+VMs, CPU only: 14 minutes a run on a Zen 5, 26 on an older AVX-512 EPYC; the
+commands and other runs in docs/results.md.
 
 Glossary (tutorial name -> field of `Config` where it differs):
   init_scale     weights start uniform in [-init_scale, init_scale]
