@@ -21,7 +21,7 @@ a GRU or SimpleRNN. Start from zeros; a sentence starts after an `<eos>`:
 
     import tensorflow as tf
     next_word = tf.saved_model.load("exported/small").signatures["next_word"]
-    words = open("exported/small/vocabulary.txt").read().splitlines()
+    words = open("exported/small/vocabulary.txt", encoding="utf-8").read().splitlines()
     ids = {word: i for i, word in enumerate(words)}
     state = {name: tf.zeros([1, spec.shape[1]])
              for name, spec in next_word.structured_input_signature[1].items()
@@ -88,7 +88,8 @@ def export(lm, out_dir):
         # serving_default too: TF Serving's requests without a signature name use it.
         tf.saved_model.save(module, str(scratch),
                             signatures={SIGNATURE: signature, "serving_default": signature})
-        (scratch / VOCABULARY).write_text("".join(f"{word}\n" for word in lm.words))
+        (scratch / VOCABULARY).write_text("".join(f"{word}\n" for word in lm.words),
+                                          encoding="utf-8")
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         os.replace(scratch, out_dir)

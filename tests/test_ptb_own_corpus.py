@@ -30,13 +30,14 @@ def write_wikitext(folder):
     wiki.{train,valid,test}.tokens (blank lines and headings as in WikiText)."""
     rng = np.random.default_rng(0)
     words = [f"word{i}" for i in range(120)]
+    words[2] = "café"  # not ASCII: the files and the exported vocabulary are UTF-8
     frequency = 1 / np.arange(1, 121)
     folder.mkdir()
     for split, lines in (("train", 400), ("valid", 60), ("test", 60)):
         text = [" = Heading = ", ""] + [
             " ".join(rng.choice(words, size=rng.integers(4, 14), p=frequency / frequency.sum()))
             for _ in range(lines)]
-        (folder / f"wiki.{split}.tokens").write_text("\n".join(text) + "\n")
+        (folder / f"wiki.{split}.tokens").write_text("\n".join(text) + "\n", encoding="utf-8")
     return folder
 
 
@@ -70,7 +71,7 @@ def test_own_corpus_trains_scores_generates_and_predicts_from_the_command_line(t
     assert "outside the vocabulary, read as <unk>" in result.stdout
     assert read_metrics(run)["test_perplexity"] > 1
 
-    scored = run_module("ptb.score", f"--save_path={run}", stdin="word0 word1 word2\nnever seen\n")
+    scored = run_module("ptb.score", f"--save_path={run}", stdin="word0 word1 café\nnever seen\n")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert "read as <unk>: never, seen" in scored.stdout + scored.stderr
     generated = run_module("ptb.generate", f"--save_path={run}", "--length=20", "--seed=1")
@@ -101,7 +102,7 @@ import tensorflow as tf
 
 folder, context, stream = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 next_word = tf.saved_model.load(folder).signatures["next_word"]
-words = open(folder + "/vocabulary.txt").read().splitlines()
+words = open(folder + "/vocabulary.txt", encoding="utf-8").read().splitlines()
 inputs = next_word.structured_input_signature[1]
 zero = {name: tf.zeros([1, spec.shape[1]]) for name, spec in inputs.items()
         if name.startswith("state_")}
@@ -142,7 +143,7 @@ def exported(tmp_path_factory):
 
 def test_the_exported_model_agrees_with_next_word_and_scoring_from_plain_tensorflow(exported):
     lm, folder, data_path = exported
-    context = ["word1", "word0", "word3"]
+    context = ["word1", "café", "word3"]
     stream = reader.read_corpus(str(data_path), VOCAB_SIZE).test[:60]
     result = subprocess.run([sys.executable, "-c", USE_EXPORTED, str(folder), json.dumps(context),
                              json.dumps(stream.tolist())],
