@@ -174,12 +174,6 @@ def ptb_raw_data(data_path=None, vocab_size=None):
     return corpus.train, corpus.valid, corpus.test, corpus.vocab_size
 
 
-def ptb_vocabulary(data_path=None, vocab_size=None):
-    """(word_to_id, id_to_word) of the corpus's vocabulary, for generation and scoring."""
-    words = list(read_corpus(data_path, vocab_size).words)
-    return {word: index for index, word in enumerate(words)}, words
-
-
 def find_layout(data_path):
     """(layout, {split: file}) of the first layout of LAYOUTS whose three files are
     all in the folder `data_path`; one line naming what is missing otherwise."""

@@ -47,11 +47,10 @@ def write_corpus(folder, train="a b c\na b\na\n", valid="a b\nc z\n", test="b a\
 
 def test_vocabulary_order_and_held_out_words_read_as_unk(tmp_path):
     data_path = write_corpus(tmp_path)
-    word_to_id, id_to_word = reader.ptb_vocabulary(data_path)
+    id_to_word = list(reader.read_corpus(data_path).words)
     # counts: a 3, <eos> 3, b 2, c 1; ties broken alphabetically ("<" < "a");
     # "z" of the validation text needs an <unk>, which the training text lacks: last.
     assert id_to_word == ["<eos>", "a", "b", "c", "<unk>"]
-    assert word_to_id == {"<eos>": 0, "a": 1, "b": 2, "c": 3, "<unk>": 4}
     corpus = reader.read_corpus(data_path)
     assert corpus.layout == "PTB" and corpus.vocab_size == 5
     assert corpus.train.tolist() == [1, 2, 3, 0, 1, 2, 0, 1, 0]
@@ -150,9 +149,7 @@ def test_cli_reports_bad_data_in_one_line(tmp_path):
 def test_real_ptb_sizes(data_dir):
     train, valid, test, vocab_size = reader.ptb_raw_data(str(data_dir / "ptb"))
     assert (len(train), len(valid), len(test), vocab_size) == (929_589, 73_760, 82_430, 10_000)
-    word_to_id, id_to_word = reader.ptb_vocabulary(str(data_dir / "ptb"))
-    assert id_to_word[:3] == ["the", "<unk>", "<eos>"]
-    assert all(word_to_id[word] == index for index, word in enumerate(id_to_word))
+    assert reader.read_corpus(str(data_dir / "ptb")).words[:3] == ("the", "<unk>", "<eos>")
     assert train.min() == 0 and train.max() == 9_999
 
 
