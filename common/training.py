@@ -27,11 +27,13 @@ that the summed gradient is the gradient of the batch's mean loss.
 
 import contextlib
 import math
+import os
 
 import numpy as np
 import keras
 import tensorflow as tf
 
+from common import machine
 from common import strategy as strategy_lib
 from common.cli import RunFailure
 from common.cli import UserInputError
@@ -95,15 +97,35 @@ def use_mixed_precision(enabled):
     Variables, logits and losses stay float32 (each model's last layer says
     dtype="float32"). Under mixed_float16, `model.compile` wraps the optimizer in
     Keras' LossScaleOptimizer, which scales the loss so that small float16
-    gradients do not flush to zero.
+    gradients do not flush to zero. On a CPU, bfloat16 pays only where the CPU
+    has bfloat16 dot products (machine.bfloat16_dot_products) and oneDNN is on;
+    elsewhere the flag is refused, in one line that says why.
     """
     if not enabled:
         keras.mixed_precision.set_global_policy("float32")
         return "float32"
-    policy = "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        policy = "mixed_float16"
+    else:
+        if not tf.config.list_logical_devices("TPU"):
+            check_cpu_bfloat16()
+        policy = "mixed_bfloat16"
     keras.mixed_precision.set_global_policy(policy)
     print(f"Mixed precision: {policy}.", flush=True)
     return policy
+
+
+def check_cpu_bfloat16():
+    """Refuses --mixed_precision on a CPU where bfloat16 would be slower than float32."""
+    if not machine.bfloat16_dot_products():
+        raise UserInputError(
+            f"--mixed_precision: this CPU ({machine.describe_cpu()}) has no bfloat16 dot "
+            "products (AVX512_BF16 or AMX), so bfloat16 would train slower than float32; "
+            "leave the flag off")
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
+        raise UserInputError(
+            "--mixed_precision: TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN, whose bfloat16 "
+            "products are what make bfloat16 pay on a CPU; unset it or leave the flag off")
 
 
 # ----------------------------------------------------------------------------

@@ -192,18 +192,19 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
                                   dtype="float32", name="embedding")
     else:
         embedding = keras.layers.Embedding(config.vocab_size, config.hidden_size,
-                                           embeddings_initializer=init, name="embedding")
+                                           embeddings_initializer=init, dtype=path.dtype,
+                                           name="embedding")
     x = embedding(words)
     # A Dropout layer on [batch, time, units] draws a fresh mask for every time
     # step, as the tutorial does (LSTM(dropout=...) would reuse one mask); the
     # replicas draw masks of their own (common/layers.py).
-    x = ReplicaDropout(dropout_rate, seed=seed + 1)(x)
+    x = ReplicaDropout(dropout_rate, seed=seed + 1, dtype=path.dtype)(x)
     final_state = []
     for layer in range(config.num_layers):
         layer_state = state[len(state_parts) * layer:len(state_parts) * (layer + 1)]
         x, *layer_state = recurrent_layer(config, layer, init, path)(x, initial_state=layer_state)
         final_state += layer_state
-        x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer)(x)
+        x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer, dtype=path.dtype)(x)
     if config.tied:
         logits = embedding(x, reverse=True)  # x @ embeddings^T + bias
     else:
@@ -218,7 +219,8 @@ def recurrent_layer(config, layer, init, path=fast_cpu.PLAIN):
     common_args = dict(units=config.hidden_size, return_sequences=True, return_state=True,
                        kernel_initializer=init, recurrent_initializer=init,
                        # The tutorial's BasicLSTMCell starts its biases at zero.
-                       bias_initializer="zeros", name=f"{config.rnn_cell}_{layer}")
+                       bias_initializer="zeros", dtype=path.dtype,
+                       name=f"{config.rnn_cell}_{layer}")
     if config.rnn_cell == "lstm":
         # The tutorial's forget_bias=0.0.
         return path.lstm_layer(unit_forget_bias=False, **common_args)
@@ -374,10 +376,12 @@ def evaluate_stream(model, config, ids, window=EVAL_WINDOW, path=fast_cpu.PLAIN)
     return perplexity(-stream_log_probs(model, config, ids, window, path).mean())
 
 
-def build_eval_model(config, trained_model):
+def build_eval_model(config, trained_model, dtype=None):
     """A copy of `trained_model` for any window length, outside any strategy (the
-    batch-1 test stream runs on one device)."""
-    model = build_model(config, num_steps=None)
+    batch-1 test stream runs on one device); `dtype`: its layers' dtype policy
+    (None: Keras' global one)."""
+    model = build_model(config, num_steps=None, path=dataclasses.replace(fast_cpu.PLAIN,
+                                                                         dtype=dtype))
     model.set_weights(trained_model.get_weights())
     return model
 
@@ -469,8 +473,9 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     record.training_end()
 
     start = time.perf_counter()
-    eval_model = build_eval_model(config, model)
-    test_perplexity = evaluate_stream(eval_model, config, test_ids, path=path)
+    test_path = fast_cpu.stream_path(path)
+    eval_model = build_eval_model(config, model, dtype=test_path.dtype)
+    test_perplexity = evaluate_stream(eval_model, config, test_ids, path=test_path)
     test_seconds = time.perf_counter() - start
     print(f"Test perplexity: {format_perplexity(test_perplexity)} "
           f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")

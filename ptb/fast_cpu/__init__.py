@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from common import strategy as strategy_lib
 from common import training
+from ptb.fast_cpu import bfloat16
 from ptb.fast_cpu import step
 from ptb.fast_cpu.bias_row_dense import BiasRowDense
 from ptb.fast_cpu.window_lstm import WindowLSTM
@@ -50,6 +51,7 @@ class Path:
     word_losses: Callable  # (targets, logits) -> -log p(target) of every word, float32
     update: Callable  # (optimizer, gradients, variables): one SGD step
     jit_compile: bool  # compile the training and evaluation steps with XLA
+    dtype: str | None = None  # the layers' dtype policy; None: Keras' global one
 
 
 def keras_word_losses(targets, logits):
@@ -63,11 +65,25 @@ PLAIN = Path("plain Keras", keras.layers.LSTM, keras.layers.Dense, keras_word_lo
              training.apply_gradients, jit_compile=False)
 FAST = Path("CPU fast path", WindowLSTM, BiasRowDense, step.word_losses, step.sgd_update,
             jit_compile=True)
+# --mixed_precision on one CPU replica: the products in bfloat16, outside XLA (bfloat16.py).
+FAST_BFLOAT16 = Path("CPU fast path, bfloat16 products", bfloat16.Bfloat16WindowLSTM,
+                     bfloat16.Bfloat16Dense, bfloat16.word_losses, bfloat16.sgd_update,
+                     jit_compile=False, dtype="float32")
 
 
 def path_for(strategy, config):
     """FAST for an LSTM on one CPU replica, PLAIN otherwise (GPUs, several replicas,
     and the GRU and SimpleRNN cells, whose Keras while loops XLA made slower)."""
     if config.rnn_cell == "lstm" and strategy_lib.is_one_cpu_replica(strategy):
+        if keras.mixed_precision.global_policy().name == "mixed_bfloat16":
+            return FAST_BFLOAT16
         return FAST
     return PLAIN
+
+
+def stream_path(path):
+    """The path that evaluates one stream (batch 1: the test set) for a model
+    trained on `path`. After FAST_BFLOAT16 it is float32 with XLA, as after
+    FAST: the test perplexity is then that of the weights as the tools
+    (ptb.score, ptb.generate) compute with them."""
+    return dataclasses.replace(FAST, dtype="float32") if path is FAST_BFLOAT16 else path

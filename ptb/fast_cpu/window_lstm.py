@@ -54,15 +54,17 @@ class WindowLSTM(keras.layers.LSTM):
         del training  # no dropout inside the layer
         if mask is not None:
             raise ValueError("WindowLSTM does not support masks; use keras.layers.LSTM.")
-        dtype = sequences.dtype
-        kernel = tf.cast(self.cell.kernel, dtype)
-        recurrent_kernel = tf.cast(self.cell.recurrent_kernel, dtype)
-        bias = tf.cast(self.cell.bias, dtype)
         # The initial state arrives as tensors (a stateful layer's: its variables).
-        h, c = (tf.cast(tf.convert_to_tensor(state), dtype) for state in initial_state)
-        outputs, h, c = _recurrence(tf.transpose(sequences, [1, 0, 2]), h, c,
-                                    kernel, recurrent_kernel, bias)
+        h, c = (tf.cast(tf.convert_to_tensor(state), sequences.dtype) for state in initial_state)
+        outputs, h, c = self.recurrence(tf.transpose(sequences, [1, 0, 2]), h, c)
         return h, tf.transpose(outputs, [1, 0, 2]), [h, c]
+
+    def recurrence(self, inputs, h, c):
+        """(outputs, h, c) over a window, inputs [steps, batch, features]."""
+        dtype = inputs.dtype
+        return _recurrence(inputs, h, c, tf.cast(self.cell.kernel, dtype),
+                           tf.cast(self.cell.recurrent_kernel, dtype),
+                           tf.cast(self.cell.bias, dtype))
 
 
 @tf.custom_gradient

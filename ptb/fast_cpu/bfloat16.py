@@ -1,0 +1,138 @@
+"""The CPU fast path with its matrix products in bfloat16 (--mixed_precision on a
+CPU with bfloat16 dot products).
+
+On such a CPU (AVX512_BF16 or AMX), TensorFlow's own matrix product (oneDNN)
+multiplies bfloat16 1.4 to 2 times as fast as float32, but XLA's CPU code
+multiplies it no faster than float32 (docs/performance.md). So here the
+products run as TensorFlow's operations, outside XLA, and only the
+element-wise parts are compiled:
+
+    Bfloat16WindowLSTM  WindowLSTM with bfloat16 products; the inputs' products
+                        (x @ kernel forward, dz @ kernel^T backward) for the whole
+                        window in one product each, outside the loop over time
+    Bfloat16Dense       the output layer's three products in bfloat16
+    word_losses         the float32 path's, compiled with XLA on its own
+    sgd_update          the float32 path's, compiled with XLA on its own
+
+Only the products are bfloat16: each rounds its inputs to bfloat16, sums in
+float32 and rounds its result to bfloat16 (TensorFlow's CPU kernel has no
+float32 output), which the rest reads as float32. The weights, the gates and
+the cell, the state carried between windows, the softmax, the losses and the
+update stay float32.
+"""
+
+import keras
+import tensorflow as tf
+
+from ptb.fast_cpu import step
+from ptb.fast_cpu.window_lstm import WindowLSTM
+
+
+def to_bfloat16(tensor):
+    return tf.cast(tensor, tf.bfloat16)
+
+
+def product(a, b, transpose_a=False, transpose_b=False):
+    """a @ b of bfloat16 `a` and `b` (oneDNN's bfloat16 kernel), as float32."""
+    return tf.cast(tf.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b),
+                   tf.float32)
+
+
+@keras.saving.register_keras_serializable(package="ptb")
+class Bfloat16WindowLSTM(WindowLSTM):
+    """WindowLSTM whose products are bfloat16; its weights and state stay float32."""
+
+    def recurrence(self, inputs, h, c):
+        return _recurrence(inputs, h, c, self.cell.kernel, self.cell.recurrent_kernel,
+                           self.cell.bias)
+
+
+@tf.custom_gradient
+def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
+    """WindowLSTM's recurrence (inputs [steps, batch, features]) with bfloat16
+    products; the products of the inputs for the whole window at once."""
+    steps, batch, features = inputs.shape
+    units = h.shape[-1]
+    inputs_16 = to_bfloat16(tf.reshape(inputs, [steps * batch, features]))
+    kernel_16, recurrent_kernel_16 = to_bfloat16(kernel), to_bfloat16(recurrent_kernel)
+    input_gates = tf.reshape(product(inputs_16, kernel_16) + bias, [steps, batch, 4 * units])
+    saved, previous_h, outputs = [], [], []
+    for x_gates in tf.unstack(input_gates):
+        previous_h.append(to_bfloat16(h))
+        gates = x_gates + product(previous_h[-1], recurrent_kernel_16)
+        i, f, g, o = tf.split(gates, 4, axis=1)
+        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+        c_previous = c
+        c = f * c + i * g
+        tanh_c = tf.tanh(c)
+        h = o * tanh_c
+        saved.append((i, f, g, o, c_previous, tanh_c))
+        outputs.append(h)
+
+    def gradient(d_outputs, d_h, d_c):
+        d_h = tf.zeros_like(h) if d_h is None else d_h
+        d_c = tf.zeros_like(c) if d_c is None else d_c
+        d_outputs = (tf.unstack(d_outputs) if d_outputs is not None
+                     else [tf.zeros_like(h)] * steps)
+        d_gates = []
+        for (i, f, g, o, c_previous, tanh_c), d_output in zip(saved[::-1], d_outputs[::-1]):
+            d_h = d_h + d_output
+            d_c = d_c + tf.raw_ops.TanhGrad(y=tanh_c, dy=d_h * o)
+            d_step_gates = tf.concat([
+                tf.raw_ops.SigmoidGrad(y=i, dy=d_c * g),
+                tf.raw_ops.SigmoidGrad(y=f, dy=d_c * c_previous),
+                tf.raw_ops.TanhGrad(y=g, dy=d_c * i),
+                tf.raw_ops.SigmoidGrad(y=o, dy=d_h * tanh_c),
+            ], axis=1)
+            d_c = d_c * f
+            d_gates.append(to_bfloat16(d_step_gates))
+            d_h = product(d_gates[-1], recurrent_kernel_16, transpose_b=True)
+        d_gates_16 = tf.concat(d_gates[::-1], axis=0)  # [steps * batch, 4 * units]
+        d_inputs = product(d_gates_16, kernel_16, transpose_b=True)
+        d_kernel = product(inputs_16, d_gates_16, transpose_a=True)
+        d_recurrent_kernel = product(tf.concat(previous_h, axis=0), d_gates_16,
+                                     transpose_a=True)
+        d_bias = tf.reduce_sum(tf.cast(d_gates_16, tf.float32), axis=0)
+        return (tf.reshape(d_inputs, [steps, batch, features]), d_h, d_c, d_kernel,
+                d_recurrent_kernel, d_bias)
+
+    return (tf.stack(outputs), h, c), gradient
+
+
+@keras.saving.register_keras_serializable(package="ptb")
+class Bfloat16Dense(keras.layers.Dense):
+    """keras.layers.Dense (no activation) whose products are bfloat16; float32 weights."""
+
+    def call(self, inputs, training=None):
+        del training
+        if self.activation is not None and self.activation is not keras.activations.linear:
+            raise ValueError("Bfloat16Dense has no activation; use keras.layers.Dense.")
+        rows = tf.reshape(inputs, [-1, inputs.shape[-1]])
+        outputs = _dense(rows, self.kernel, self.bias)
+        return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0))
+
+
+@tf.custom_gradient
+def _dense(rows, kernel, bias):
+    rows_16, kernel_16 = to_bfloat16(rows), to_bfloat16(kernel)
+    outputs = product(rows_16, kernel_16) + bias
+
+    def gradient(d_outputs):
+        d_outputs_16 = to_bfloat16(d_outputs)
+        return (product(d_outputs_16, kernel_16, transpose_b=True),
+                product(rows_16, d_outputs_16, transpose_a=True),
+                tf.reduce_sum(d_outputs, axis=0))
+
+    return outputs, gradient
+
+
+word_losses = tf.function(step.word_losses, jit_compile=True)
+
+
+def sgd_update(optimizer, gradients, variables):
+    """step.sgd_update compiled with XLA on its own. Called while the training
+    step is traced; the variables are captured, as a tf.function takes no Keras
+    variables as arguments."""
+    update = tf.function(lambda gradients: step.sgd_update(optimizer, gradients, variables),
+                         jit_compile=True)
+    update(gradients)
