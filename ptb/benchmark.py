@@ -10,9 +10,10 @@ ids, skips the warm-up calls, and prints:
     and for each half of the CPU fast path on its own (--variants), the models
     taking turns,
   - test-set evaluation words/s (batch 1, one stream, as the trainer evaluates),
-  - model FLOPs per word and the achieved GFLOP/s,
-  - that as a share of this machine's fp32 matmul peak, measured in the same
-    run (model FLOPs utilisation, MFU).
+  - whether the CPU has bfloat16 dot products (AVX512_BF16, AMX),
+  - this machine's float32 and bfloat16 matmul peaks, measured in the same run,
+  - model FLOPs per word, the achieved GFLOP/s and their share of the peak for
+    the step's precision (model FLOPs utilisation, MFU).
 
 FLOPs per trained word count the matrix multiplies only (the rest is small):
 a multiply-add of an [n, k] by [k, m] matrix is 2*n*k*m FLOPs, and the backward
@@ -26,8 +27,10 @@ H by V. Evaluation is the forward third of that. For `small` this is 15.8
 MFLOP per word, 6.3 GFLOP per training window of 400 words; the 200 x 10,000
 output layer is three quarters of it.
 
-MFU is against the faster of TensorFlow's and numpy's fp32 matrix product on
-this machine, so that a slow framework kernel does not flatter it. Every
+MFU is against the fastest product the step could use on this machine: the
+faster of TensorFlow's and numpy's fp32 product, so that a slow framework
+kernel does not flatter it, and with --mixed_precision also TensorFlow's bf16
+product on a CPU (fp16 on a GPU). Every
 training line also gives the page faults and system CPU time per window (a
 sign of the allocator returning memory to the system). `--profile` prints
 where a step's time goes, per operation (for the compiled step, XLA's
@@ -96,7 +99,9 @@ def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
 
 
 def evaluation_words_per_second(model, config, num_words, path):
-    eval_model = ptb_word_lm.build_eval_model(config, model)
+    """Words/s of the test stream as the trainer evaluates it after training on `path`."""
+    path = fast_cpu.stream_path(path)
+    eval_model = ptb_word_lm.build_eval_model(config, model, dtype=path.dtype)
     ids = np.random.default_rng(1).integers(0, config.vocab_size, num_words, dtype=np.int32)
     # The first call (a warm-up) traces the step.
     ptb_word_lm.evaluate_stream(eval_model, config, ids[:1000], path=path)
@@ -258,8 +263,10 @@ def operation_profile(trainer, config, windows=40, top=12):
 
 
 def matmul_peaks_gflops(device, size=2048, repeats=10):
-    """{library: best fp32 GFLOP/s of a size^3 matrix product}: TensorFlow's on
-    `device`, and on a CPU also numpy's, whose BLAS is often the faster."""
+    """{(precision, library): best GFLOP/s of a size^3 matrix product}: TensorFlow's
+    float32 product on `device`, and its float16 one on a GPU; on a CPU also
+    numpy's float32 one (its BLAS is often the faster) and TensorFlow's bfloat16
+    one (oneDNN's, float32 sums; numpy has no bfloat16)."""
     def best_seconds(matmul):
         matmul()
         best = float("inf")
@@ -269,15 +276,29 @@ def matmul_peaks_gflops(device, size=2048, repeats=10):
             best = min(best, time.perf_counter() - start)
         return best
 
-    a = tf.random.uniform((size, size))
-    b = tf.random.uniform((size, size))
-    tf_matmul = tf.function(lambda: tf.linalg.matmul(a, b))
-    # .numpy() waits for the result: a sync point.
-    seconds = {"TensorFlow": best_seconds(lambda: tf_matmul().numpy())}
+    def tf_product(dtype):
+        a = tf.cast(tf.random.uniform((size, size)), dtype)
+        b = tf.cast(tf.random.uniform((size, size)), dtype)
+        product = tf.function(lambda: tf.linalg.matmul(a, b))
+        return lambda: product().numpy()  # .numpy() waits for the result: a sync point
+
+    seconds = {("fp32", "TensorFlow"): best_seconds(tf_product(tf.float32))}
+    if device == "GPU":  # --mixed_precision's float16
+        seconds["fp16", "TensorFlow"] = best_seconds(tf_product(tf.float16))
     if device == "CPU":
-        a_np, b_np = a.numpy(), b.numpy()
-        seconds["numpy"] = best_seconds(lambda: a_np @ b_np)
-    return {library: 2 * size**3 / s / 1e9 for library, s in seconds.items()}
+        a_np, b_np = np.random.default_rng(0).random((2, size, size), dtype=np.float32)
+        seconds["fp32", "numpy"] = best_seconds(lambda: a_np @ b_np)
+        seconds["bf16", "TensorFlow"] = best_seconds(tf_product(tf.bfloat16))
+    return {key: 2 * size**3 / s / 1e9 for key, s in seconds.items()}
+
+
+def peak_for(peaks, precision):
+    """(GFLOP/s, description) of the fastest product a step whose products are in
+    `precision` (fp32, bf16 or fp16) could use: the faster of float32's and
+    `precision`'s."""
+    usable = {key: gflops for key, gflops in peaks.items() if key[0] in ("fp32", precision)}
+    precision_of_peak, library = max(usable, key=usable.get)
+    return usable[precision_of_peak, library], f"{library}'s {precision_of_peak}"
 
 
 FLAGS = flags.FLAGS
@@ -312,19 +333,25 @@ def main(argv):
         os.environ["XLA_FLAGS"] = " ".join(
             [os.environ.get("XLA_FLAGS", ""), "--xla_cpu_enable_xprof_traceme=true"]).strip()
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
-    training.use_mixed_precision(FLAGS.mixed_precision)
+    policy = training.use_mixed_precision(FLAGS.mixed_precision)
+    precision = {"mixed_bfloat16": "bf16", "mixed_float16": "fp16"}.get(policy, "fp32")
     keras.utils.set_random_seed(FLAGS.seed)
     device = "GPU" if tf.config.list_logical_devices("GPU") and FLAGS.num_gpus != 0 else "CPU"
     print(f"machine: {machine.describe_machine()}; TensorFlow {tf.__version__}, "
           f"Keras {keras.__version__}")
+    if device == "CPU":
+        dot_products = machine.bfloat16_dot_products()
+        print("bfloat16 dot products: " + (", ".join(dot_products) if dot_products else "none")
+              + ("" if "AMX" in dot_products else " (no AMX)"))
     peaks = matmul_peaks_gflops(device)
-    peak_library = max(peaks, key=peaks.get)
-    peak = peaks[peak_library]
+    peak, peak_name = peak_for(peaks, precision)
     per_word = flops_per_word(config)
     print(f"preset {FLAGS.model}: {per_word / 1e6:.1f} MFLOP per trained word, "
-          f"{per_word * config.batch_size * config.num_steps / 1e9:.2f} GFLOP per window; "
-          f"{device} fp32 matmul peak {peak:.0f} GFLOP/s ({peak_library}'s; "
-          + ", ".join(f"{library} {gflops:.0f}" for library, gflops in peaks.items()) + ")")
+          f"{per_word * config.batch_size * config.num_steps / 1e9:.2f} GFLOP per window")
+    print(f"{device} matmul peaks, GFLOP/s: "
+          + ", ".join(f"{library} {key_precision} {gflops:.0f}"
+                      for (key_precision, library), gflops in peaks.items())
+          + f"; MFU below is against {peak_name} {peak:.0f} (the step's products: {precision})")
 
     if FLAGS.breakdown:
         repeats = 10

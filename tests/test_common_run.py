@@ -161,13 +161,21 @@ def test_the_tutorials_pipelines_run_without_tf_data_autotuning():
     np.testing.assert_array_equal(windows[1][1], windows[1][0] + 1)  # targets: one word on
 
 
-@pytest.mark.skipif(not os.path.isfile("/proc/cpuinfo"), reason="reads Linux's /proc/cpuinfo")
-def test_describe_cpu_names_the_widest_vector_extension():
-    cpu_flags = set()
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("flags"):
-            cpu_flags = set(line.split(":", 1)[1].split())
-            break
-    expected = ("(AVX-512)" if "avx512f" in cpu_flags else
-                "(AVX2, no AVX-512)" if "avx2" in cpu_flags else "(no AVX2)")
-    assert machine.describe_cpu().endswith(expected)
+@pytest.mark.parametrize("cpu_flags, expected, dot_products", [
+    ("fma avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "(AVX-512, AVX512_BF16, AMX)",
+     ["AVX512_BF16", "AMX"]),
+    ("fma avx2 avx512f avx512_bf16", "(AVX-512, AVX512_BF16)", ["AVX512_BF16"]),
+    ("fma avx2 avx512f", "(AVX-512)", []),
+    ("fma avx2", "(AVX2, no AVX-512)", []),
+    ("sse4_2", "(no AVX2)", []),
+])
+def test_describe_cpu_names_the_widest_vector_extension_and_bfloat16_products(
+        tmp_path, monkeypatch, cpu_flags, expected, dot_products):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {cpu_flags}\n\n"
+                       f"processor\t: 1\nmodel name\t: Some CPU\nflags\t\t: {cpu_flags}\n")
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda path, *args, **kwargs: real_open(
+        cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs))
+    assert machine.describe_cpu() == f"Some CPU {expected}"
+    assert machine.bfloat16_dot_products() == dot_products

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -84,6 +85,7 @@ def test_ptb_each_step_on_two_replicas_equals_one_device_to_float32_rounding(tie
     Two replicas always take the plain Keras path; one device is shown on that
     path and on the CPU fast path, which computes the same step another way."""
     result = run_python(TWO_CPUS + """
+import keras
 import numpy as np
 from ptb import fast_cpu, ptb_word_lm
 from ptb.fast_cpu import variants
@@ -142,6 +144,7 @@ def test_ptb_rows_stay_on_their_replica_from_window_to_window():
     """Replica r always takes rows r*n .. r*n + n - 1, so the state it gets back is
     the one its rows left: each replica's state equals those rows of one device's."""
     result = run_python(TWO_CPUS + """
+import keras
 import numpy as np
 from ptb import fast_cpu, ptb_word_lm
 config = dataclasses.replace(ptb_word_lm.PRESETS["test"], vocab_size=50, hidden_size=6,
@@ -383,18 +386,22 @@ print(json.dumps(weight.numpy().tolist()))
     np.testing.assert_allclose(result, [-0.6, -0.8], rtol=1e-6)
 
 
-def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path):
-    """bfloat16 maths, float32 weights and logits; perplexity close to float32's."""
+def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path, monkeypatch):
+    """bfloat16 products, float32 weights and logits; perplexity close to float32's.
+    The CPU is made to report bfloat16 dot products, so that this runs on any CPU."""
+    from common import machine
     from common import training
     from ptb import ptb_word_lm
     from tests.test_ptb_training import TINY, write_tiny_corpus
 
+    monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: ["AVX512_BF16"])
     data_path = write_tiny_corpus(tmp_path)
     float32 = ptb_word_lm.train_and_evaluate(TINY, data_path, seed=1)
     try:
         assert training.use_mixed_precision(True) == "mixed_bfloat16"
         mixed = ptb_word_lm.train_and_evaluate(TINY, data_path, seed=1,
                                                save_path=tmp_path / "run")
+        # The plain path (a GRU, several replicas) computes in Keras' mixed_bfloat16.
         model = ptb_word_lm.build_model(TINY, num_steps=TINY.num_steps)
         assert model.get_layer("lstm_0").compute_dtype == "bfloat16"
         assert model.get_layer("softmax").compute_dtype == "float32"
@@ -403,3 +410,28 @@ def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path):
         training.use_mixed_precision(False)
     assert read_metrics(tmp_path / "run")["settings"]["dtype_policy"] == "mixed_bfloat16"
     assert mixed["test_perplexity"] == pytest.approx(float32["test_perplexity"], rel=0.05)
+    assert mixed["test_perplexity"] != float32["test_perplexity"]  # not float32 after all
+
+
+def test_mixed_precision_is_refused_where_bfloat16_would_be_slower(tmp_path, monkeypatch):
+    """A CPU without bfloat16 dot products, or with oneDNN turned off: one line, exit 2,
+    before any data is read or folder made."""
+    from common import machine
+    from common import training
+    from common.cli import UserInputError
+
+    monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: [])
+    with pytest.raises(UserInputError, match=r"^--mixed_precision: this CPU \(.*\) has no "
+                                             r"bfloat16 dot products \(AVX512_BF16 or AMX\)"):
+        training.use_mixed_precision(True)
+    monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: ["AVX512_BF16"])
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    with pytest.raises(UserInputError, match="TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN"):
+        training.use_mixed_precision(True)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    for module in ("ptb.ptb_word_lm", "mnist_lstm.train", "imdb_sentiment.train"):
+        run = tmp_path / module
+        result = run_worker(tmp_path / "out", "--bfloat16_cpu=no", module, "--mixed_precision",
+                            f"--save_path={run}", "--data_path=/nonexistent")
+        assert_one_line_error(result, "--mixed_precision: this CPU (")
+        assert not run.exists()

@@ -142,13 +142,29 @@ def test_benchmark_prints_the_machine_and_its_speed_line():
     assert result.returncode == 0, result.stderr[-2000:]
     assert "machine: " in result.stdout and "cores; TensorFlow" in result.stdout
     assert "train (this package): " in result.stdout and " words/s best, " in result.stdout
-    # MFU against the faster of TensorFlow's and numpy's matrix product, named.
-    peak = re.search(r"CPU fp32 matmul peak (\d+) GFLOP/s \((\w+)'s; TensorFlow (\d+), numpy (\d+)\)",
-                     result.stdout)
-    assert peak, result.stdout
-    assert int(peak[1]) == max(int(peak[3]), int(peak[4])) > 0
+    assert re.search(r"^bfloat16 dot products: (none|AVX512_BF16|AMX|AVX512_BF16, AMX)"
+                     r"( \(no AMX\))?$", result.stdout, re.MULTILINE), result.stdout
+    # MFU against the faster of TensorFlow's and numpy's float32 product, named.
+    peaks = re.search(r"CPU matmul peaks, GFLOP/s: TensorFlow fp32 (\d+), numpy fp32 (\d+), "
+                      r"TensorFlow bf16 (\d+); MFU below is against (\w+)'s fp32 (\d+) "
+                      r"\(the step's products: fp32\)", result.stdout)
+    assert peaks, result.stdout
+    tensorflow, numpy, _, library, peak = peaks.groups()
+    assert int(peak) == max(int(tensorflow), int(numpy)) > 0
+    assert library == ("TensorFlow" if int(tensorflow) >= int(numpy) else "numpy")
     assert re.search(r"per window \d+ page faults, [\d.]+ ms system time", result.stdout)
     assert "eval (batch 1 stream): " in result.stdout
+
+
+def test_mfu_of_a_bfloat16_step_is_against_the_faster_product():
+    peaks = {("fp32", "TensorFlow"): 440.0, ("fp32", "numpy"): 250.0, ("bf16", "TensorFlow"): 820.0}
+    assert benchmark.peak_for(peaks, "fp32") == (440.0, "TensorFlow's fp32")
+    assert benchmark.peak_for(peaks, "bf16") == (820.0, "TensorFlow's bf16")
+    # Where bfloat16 is the slower (no bfloat16 dot products), float32's peak stays the bar.
+    slow = {**peaks, ("bf16", "TensorFlow"): 90.0}
+    assert benchmark.peak_for(slow, "bf16") == (440.0, "TensorFlow's fp32")
+    assert benchmark.peak_for({("fp32", "TensorFlow"): 5e3, ("fp16", "TensorFlow"): 2e4},
+                              "fp16") == (2e4, "TensorFlow's fp16")
 
 
 def test_breakdown_cuts_the_trainers_step_after_each_stage():

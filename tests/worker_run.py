@@ -1,9 +1,12 @@
 """Runs one tutorial's entry point as one process of a multi-device or multi-worker test.
 
-    python -m tests.worker_run OUT_FOLDER [--logical_cpus=2] MODULE [FLAGS...]
+    python -m tests.worker_run OUT_FOLDER [--logical_cpus=2] [--bfloat16_cpu=yes|no] MODULE [FLAGS...]
 
 Before TensorFlow starts it can split the CPU into logical devices, which the
-strategy helper then mirrors as it would as many GPUs. It runs
+strategy helper then mirrors as it would as many GPUs. --bfloat16_cpu makes the
+CPU report bfloat16 dot products or none, so that --mixed_precision on a CPU is
+tried on any CPU (bfloat16 products are right everywhere, and fast only where
+the CPU has them). It runs
 MODULE's `main` with FLAGS as the command line would, and records, for the
 test to compare, every model the run saves through common.run_folder.save_model: in
 OUT_FOLDER/<task>.json the paths saved to, and OUT_FOLDER/<task>-<n>.npz the
@@ -23,6 +26,9 @@ def main():
     logical_cpus = 1
     if args[0].startswith("--logical_cpus="):
         logical_cpus = int(args.pop(0).split("=")[1])
+    bfloat16_cpu = None
+    if args[0].startswith("--bfloat16_cpu="):
+        bfloat16_cpu = args.pop(0).split("=")[1] == "yes"
 
     import common  # noqa: F401  (quiets TensorFlow's start-up logs)
     import numpy as np
@@ -34,6 +40,7 @@ def main():
             cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
 
     from common import cli
+    from common import machine
     from common import run_folder
     from common import strategy as strategy_lib
 
@@ -41,6 +48,9 @@ def main():
         cpus = [device.name for device in tf.config.list_logical_devices("CPU")]
         strategy_lib.get_strategy = lambda num_gpus=None, worker_timeout=None: (
             strategy_lib.strategy_for_devices(cpus))
+
+    if bfloat16_cpu is not None:
+        machine.bfloat16_dot_products = lambda: ["AVX512_BF16"] if bfloat16_cpu else []
 
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", "local")
     saved_paths, save_model = [], run_folder.save_model

@@ -43,8 +43,8 @@ class Bfloat16WindowLSTM(WindowLSTM):
     """WindowLSTM whose products are bfloat16; its weights and state stay float32."""
 
     def recurrence(self, inputs, h, c):
-        return _recurrence(inputs, h, c, self.cell.kernel, self.cell.recurrent_kernel,
-                           self.cell.bias)
+        weights = (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
+        return _recurrence(inputs, h, c, *map(tf.convert_to_tensor, weights))
 
 
 @tf.custom_gradient
@@ -108,7 +108,7 @@ class Bfloat16Dense(keras.layers.Dense):
         if self.activation is not None and self.activation is not keras.activations.linear:
             raise ValueError("Bfloat16Dense has no activation; use keras.layers.Dense.")
         rows = tf.reshape(inputs, [-1, inputs.shape[-1]])
-        outputs = _dense(rows, self.kernel, self.bias)
+        outputs = _dense(rows, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias))
         return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0))
 
 
