@@ -67,7 +67,8 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
     flags.DEFINE_integer("worker_timeout", 600, "Seconds a worker waits for the others "
                          "of TF_CONFIG to join before it gives up, naming them.", lower_bound=1)
     flags.DEFINE_bool("mixed_precision", False, "Compute in float16 on GPUs (with loss "
-                      "scaling), bfloat16 on CPUs; weights, logits and losses stay float32.")
+                      "scaling), bfloat16 on CPUs with bfloat16 dot products (refused on "
+                      "other CPUs); weights, logits and losses stay float32.")
     if max_examples:
         flags.DEFINE_integer("max_examples", None, "Quick runs: only the first N training "
                              "and N test examples.")

@@ -27,7 +27,8 @@ def bfloat16_dot_products():
     """The CPU's bfloat16 dot-product instructions, e.g. ["AVX512_BF16", "AMX"]:
     what makes bfloat16 matrix products faster than float32 ones. Empty on CPUs
     without them (AVX2 only, AVX-512 before Cooper Lake and Zen 4), where
-    bfloat16 is converted to float32 and back, slower than float32 alone."""
+    bfloat16 is converted to float32 and back, slower than float32 alone. Read
+    from x86 Linux's /proc/cpuinfo; empty on other systems."""
     _, cpu_flags = _cpu_model_and_flags()
     names = {"avx512_bf16": "AVX512_BF16", "amx_bf16": "AMX"}
     return [name for flag, name in names.items() if flag in cpu_flags]

@@ -310,7 +310,8 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Random seed: initial weights and the random word ids.",
                          lower_bound=0, upper_bound=2**32 - 1)
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
-    flags.DEFINE_bool("mixed_precision", False, "float16 on GPUs, bfloat16 on CPUs.")
+    flags.DEFINE_bool("mixed_precision", False, "float16 on GPUs; bfloat16 products on CPUs "
+                      "with bfloat16 dot products (refused on other CPUs).")
     flags.DEFINE_integer("steps", 200, "Training windows per timed pass.")
     flags.DEFINE_integer("calls", 3, "Timed passes (the best and the median are reported).")
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
@@ -333,6 +334,9 @@ def main(argv):
         os.environ["XLA_FLAGS"] = " ".join(
             [os.environ.get("XLA_FLAGS", ""), "--xla_cpu_enable_xprof_traceme=true"]).strip()
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus)
+    if FLAGS.variants and FLAGS.mixed_precision:
+        raise cli.UserInputError("--variants: the halves of the float32 fast path; leave out "
+                                 "--mixed_precision")
     policy = training.use_mixed_precision(FLAGS.mixed_precision)
     precision = {"mixed_bfloat16": "bf16", "mixed_float16": "fp16"}.get(policy, "fp32")
     keras.utils.set_random_seed(FLAGS.seed)
@@ -342,7 +346,7 @@ def main(argv):
     if device == "CPU":
         dot_products = machine.bfloat16_dot_products()
         print("bfloat16 dot products: " + (", ".join(dot_products) if dot_products else "none")
-              + ("" if "AMX" in dot_products else " (no AMX)"))
+              + (" (no AMX)" if dot_products and "AMX" not in dot_products else ""))
     peaks = matmul_peaks_gflops(device)
     peak, peak_name = peak_for(peaks, precision)
     per_word = flops_per_word(config)

@@ -42,7 +42,8 @@ The text goes: reader.py (words to ids to windows), then here the presets, the
 model, `run_epoch` carrying the LSTM state from window to window, the
 evaluation and `train_and_evaluate`. Three doors lead to the engine, one call
 each: `fast_cpu.path_for` picks the plain Keras model and step or the CPU fast
-path (ptb/fast_cpu: the same function, computed faster);
+path (ptb/fast_cpu: the same function, computed faster; with --mixed_precision,
+its products in bfloat16 where the CPU has bfloat16 dot products);
 `training.replicated_step` runs a step on every replica (common/training.py);
 common/run_folder.py keeps the run folder that makes a run resumable. A run
 folder is then a tool: python -m ptb.score, ptb.generate, ptb.next_word and
@@ -69,7 +70,6 @@ from common.layers import ReplicaDropout
 from ptb import fast_cpu
 from ptb import reader
 from ptb import report
-from ptb.tied_embedding import TiedEmbedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,9 +187,9 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
     state = [keras.Input(shape=(config.hidden_size,), name=f"{config.rnn_cell}_{layer}_{part}")
              for layer in range(config.num_layers) for part in state_parts]
     if config.tied:  # float32 under --mixed_precision: it is the output layer too
-        embedding = TiedEmbedding(config.vocab_size, config.hidden_size,
-                                  embeddings_initializer=init, bias_initializer=init,
-                                  dtype="float32", name="embedding")
+        embedding = path.tied_embedding(config.vocab_size, config.hidden_size,
+                                        embeddings_initializer=init, bias_initializer=init,
+                                        dtype="float32", name="embedding")
     else:
         embedding = keras.layers.Embedding(config.vocab_size, config.hidden_size,
                                            embeddings_initializer=init, dtype=path.dtype,

@@ -386,15 +386,20 @@ print(json.dumps(weight.numpy().tolist()))
     np.testing.assert_allclose(result, [-0.6, -0.8], rtol=1e-6)
 
 
+@pytest.mark.skipif(bool(GPUS), reason="a GPU takes mixed_float16")
 def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path, monkeypatch):
-    """bfloat16 products, float32 weights and logits; perplexity close to float32's.
-    The CPU is made to report bfloat16 dot products, so that this runs on any CPU."""
+    """bfloat16 products, float32 weights and logits; perplexity close to float32's;
+    the test stream read in float32, as the tools read the saved model. The CPU is
+    made to report bfloat16 dot products, so that this runs on any CPU."""
     from common import machine
     from common import training
+    from ptb import fast_cpu
     from ptb import ptb_word_lm
+    from ptb import reader
     from tests.test_ptb_training import TINY, write_tiny_corpus
 
     monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: ["AVX512_BF16"])
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     data_path = write_tiny_corpus(tmp_path)
     float32 = ptb_word_lm.train_and_evaluate(TINY, data_path, seed=1)
     try:
@@ -411,8 +416,15 @@ def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path, monkeypatch):
     assert read_metrics(tmp_path / "run")["settings"]["dtype_policy"] == "mixed_bfloat16"
     assert mixed["test_perplexity"] == pytest.approx(float32["test_perplexity"], rel=0.05)
     assert mixed["test_perplexity"] != float32["test_perplexity"]  # not float32 after all
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert {layer.compute_dtype for layer in saved.layers
+            if not isinstance(layer, keras.layers.InputLayer)} == {"float32"}
+    test_ids = reader.read_corpus(data_path, None).test
+    assert ptb_word_lm.evaluate_stream(saved, TINY, test_ids, path=fast_cpu.FAST) == (
+        pytest.approx(mixed["test_perplexity"], rel=1e-6))
 
 
+@pytest.mark.skipif(bool(GPUS), reason="a GPU takes mixed_float16")
 def test_mixed_precision_is_refused_where_bfloat16_would_be_slower(tmp_path, monkeypatch):
     """A CPU without bfloat16 dot products, or with oneDNN turned off: one line, exit 2,
     before any data is read or folder made."""
@@ -421,14 +433,18 @@ def test_mixed_precision_is_refused_where_bfloat16_would_be_slower(tmp_path, mon
     from common.cli import UserInputError
 
     monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: [])
-    with pytest.raises(UserInputError, match=r"^--mixed_precision: this CPU \(.*\) has no "
-                                             r"bfloat16 dot products \(AVX512_BF16 or AMX\)"):
-        training.use_mixed_precision(True)
-    monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: ["AVX512_BF16"])
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    with pytest.raises(UserInputError, match="TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN"):
-        training.use_mixed_precision(True)
-    assert keras.mixed_precision.global_policy().name == "float32"
+    try:
+        with pytest.raises(UserInputError, match=r"^--mixed_precision: this CPU \(.*\) has "
+                                                 r"no bfloat16 dot products \(AVX512_BF16 or "
+                                                 r"AMX\)"):
+            training.use_mixed_precision(True)
+        monkeypatch.setattr(machine, "bfloat16_dot_products", lambda: ["AVX512_BF16"])
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+        with pytest.raises(UserInputError, match="TF_ENABLE_ONEDNN_OPTS=0 turns off oneDNN"):
+            training.use_mixed_precision(True)
+        assert keras.mixed_precision.global_policy().name == "float32"
+    finally:
+        training.use_mixed_precision(False)
     for module in ("ptb.ptb_word_lm", "mnist_lstm.train", "imdb_sentiment.train"):
         run = tmp_path / module
         result = run_worker(tmp_path / "out", "--bfloat16_cpu=no", module, "--mixed_precision",

@@ -16,6 +16,7 @@ from ptb.fast_cpu import step as fast_step
 from ptb.fast_cpu import variants
 from ptb.fast_cpu.bias_row_dense import BiasRowDense
 from ptb.fast_cpu.window_lstm import WindowLSTM
+from ptb.tied_embedding import TiedEmbedding
 
 SMALL = ptb_word_lm.PRESETS["small"]
 TINY = dataclasses.replace(ptb_word_lm.PRESETS["small"], hidden_size=8, vocab_size=50,
@@ -210,6 +211,10 @@ def test_fast_path_trains_like_the_plain_keras_path(tied):
 # bfloat16 products (--mixed_precision on a CPU)
 
 
+cpu_only = pytest.mark.skipif(bool(tf.config.list_logical_devices("GPU")),
+                              reason="the CPU paths; a visible GPU takes the plain one")
+
+
 @pytest.fixture
 def mixed_bfloat16():
     """Keras' mixed_bfloat16 policy, as --mixed_precision sets it on a CPU."""
@@ -225,6 +230,7 @@ def matmul_dtypes(function, *args):
     return {dtype: dtypes.count(dtype) for dtype in set(dtypes)}
 
 
+@cpu_only
 def test_bfloat16_layers_compute_their_products_in_bfloat16():
     """The same functions as WindowLSTM and Dense, to bfloat16's precision, from
     float32 weights; every product forward and backward in bfloat16, the state float32."""
@@ -278,14 +284,46 @@ def test_bfloat16_layers_compute_their_products_in_bfloat16():
     assert matmul_dtypes(lambda: dense_outputs_and_gradients(dense["bfloat16"])) == {
         "bfloat16": 3}
 
+    tied = {name: layer_class(11, 5, embeddings_initializer=init, bias_initializer=init)
+            for name, layer_class in (("float32", TiedEmbedding),
+                                      ("bfloat16", bfloat16.Bfloat16TiedEmbedding))}
+    words = tf.constant(rng.integers(0, 11, (3, 6)), tf.int32)
 
-def test_mixed_precision_on_one_cpu_takes_the_bfloat16_path(mixed_bfloat16):
+    def tied_outputs_and_gradients(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            vectors = layer(words)
+            logits = layer(inputs + vectors, reverse=True)
+            loss = tf.reduce_sum(logits * logits)
+        gradients = tape.gradient(loss, [inputs, *layer.trainable_weights])
+        return [vectors, logits, *map(tf.convert_to_tensor, gradients)]
+
+    for layer in tied.values():
+        layer.build()
+    tied["bfloat16"].set_weights(tied["float32"].get_weights())
+    for a, b in zip(tied_outputs_and_gradients(tied["bfloat16"]),
+                    tied_outputs_and_gradients(tied["float32"])):
+        assert a.dtype == tf.float32
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0.03, atol=0.05)
+    assert matmul_dtypes(lambda: tied_outputs_and_gradients(tied["bfloat16"])) == {
+        "bfloat16": 3}
+    with pytest.raises(ValueError, match="computes in float32"):
+        bfloat16.Bfloat16Dense(9, dtype="mixed_bfloat16")
+
+
+@cpu_only
+@pytest.mark.parametrize("tied", [False, True])
+def test_mixed_precision_on_one_cpu_takes_the_bfloat16_path(mixed_bfloat16, tied):
     strategy = tf.distribute.get_strategy()
-    path = fast_cpu.path_for(strategy, TINY)
+    config = dataclasses.replace(TINY, tied=tied)
+    path = fast_cpu.path_for(strategy, config)
     assert path is fast_cpu.FAST_BFLOAT16 and not path.jit_compile
-    model = ptb_word_lm.build_training_model(TINY, path)
+    model = ptb_word_lm.build_training_model(config, path)
     assert isinstance(model.get_layer("lstm_0"), bfloat16.Bfloat16WindowLSTM)
-    assert isinstance(model.get_layer("softmax"), bfloat16.Bfloat16Dense)
+    if tied:
+        assert isinstance(model.get_layer("embedding"), bfloat16.Bfloat16TiedEmbedding)
+    else:
+        assert isinstance(model.get_layer("softmax"), bfloat16.Bfloat16Dense)
     # Only the products are bfloat16: every layer computes and keeps its weights in float32.
     computing = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
     assert {layer.compute_dtype for layer in computing} == {"float32"}
@@ -293,7 +331,7 @@ def test_mixed_precision_on_one_cpu_takes_the_bfloat16_path(mixed_bfloat16):
     # The test stream is read in float32 with XLA, as the tools read the saved model.
     stream = fast_cpu.stream_path(path)
     assert stream.jit_compile and stream.dtype == "float32"
-    eval_model = ptb_word_lm.build_eval_model(TINY, model, dtype=stream.dtype)
+    eval_model = ptb_word_lm.build_eval_model(config, model, dtype=stream.dtype)
     assert {layer.compute_dtype for layer in eval_model.layers
             if not isinstance(layer, keras.layers.InputLayer)} == {"float32"}
     # Elsewhere mixed precision keeps the plain path, in Keras' mixed_bfloat16.
@@ -301,6 +339,7 @@ def test_mixed_precision_on_one_cpu_takes_the_bfloat16_path(mixed_bfloat16):
         fast_cpu.PLAIN)
 
 
+@cpu_only
 def test_bfloat16_step_trains_like_the_float32_step(mixed_bfloat16):
     """From the same weights, eight windows of `small` (no dropout): the window
     losses within 1e-4 of float32's, the weights within 5e-3 (measured: 1.4e-6
@@ -311,7 +350,7 @@ def test_bfloat16_step_trains_like_the_float32_step(mixed_bfloat16):
     trainers = {"bfloat16": variants.build_trainer(SMALL, strategy)}
     keras.mixed_precision.set_global_policy("float32")
     trainers["float32"] = variants.build_trainer(SMALL, strategy)
-    assert trainers["float32"][1] is not trainers["bfloat16"][1]
+    assert type(trainers["float32"][0].get_layer("lstm_0")) is WindowLSTM
     trainers["bfloat16"][0].set_weights(trainers["float32"][0].get_weights())
     losses = {}
     for name, (model, train_step, initial_state) in trainers.items():
@@ -324,4 +363,4 @@ def test_bfloat16_step_trains_like_the_float32_step(mixed_bfloat16):
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=1e-4)
     for a, b in zip(trainers["bfloat16"][0].get_weights(), trainers["float32"][0].get_weights()):
         np.testing.assert_allclose(a, b, atol=5e-3)
-    assert isinstance(trainers["bfloat16"][0].get_layer("lstm_0"), bfloat16.Bfloat16WindowLSTM)
+    assert type(trainers["bfloat16"][0].get_layer("lstm_0")) is bfloat16.Bfloat16WindowLSTM

@@ -181,12 +181,14 @@ def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(expor
 
 
 def test_a_mixed_precision_model_exports_float32_state(tmp_path):
+    """A GRU takes the plain path, so its saved model computes in Keras'
+    mixed_bfloat16; the export still takes and gives float32."""
     data_path = write_wikitext(tmp_path / "wikitext")
     run = tmp_path / "run"
     # Any CPU: made to report bfloat16 dot products (tests/worker_run.py).
     trained = run_module("tests.worker_run", tmp_path / "worker", "--bfloat16_cpu=yes",
                          "ptb.ptb_word_lm", f"--data_path={data_path}", f"--save_path={run}",
-                         "--model=test", "--mixed_precision")
+                         "--model=test", "--rnn_cell=gru", "--mixed_precision")
     assert trained.returncode == 0, trained.stderr[-2000:]
     result = run_module("ptb.export", f"--save_path={run}", str(tmp_path / "exported"))
     assert result.returncode == 0, result.stderr[-2000:]

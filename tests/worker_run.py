@@ -1,6 +1,7 @@
 """Runs one tutorial's entry point as one process of a multi-device or multi-worker test.
 
-    python -m tests.worker_run OUT_FOLDER [--logical_cpus=2] [--bfloat16_cpu=yes|no] MODULE [FLAGS...]
+    python -m tests.worker_run OUT_FOLDER [--logical_cpus=2] [--bfloat16_cpu=yes|no] \
+        MODULE [FLAGS...]
 
 Before TensorFlow starts it can split the CPU into logical devices, which the
 strategy helper then mirrors as it would as many GPUs. --bfloat16_cpu makes the
@@ -29,6 +30,7 @@ def main():
     bfloat16_cpu = None
     if args[0].startswith("--bfloat16_cpu="):
         bfloat16_cpu = args.pop(0).split("=")[1] == "yes"
+        os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)  # read when TensorFlow starts
 
     import common  # noqa: F401  (quiets TensorFlow's start-up logs)
     import numpy as np

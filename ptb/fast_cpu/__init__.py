@@ -4,6 +4,7 @@
     path.lstm_layer, path.output_layer           # the model's layers
     path.word_losses, path.update                # the step's loss and SGD update
     path.jit_compile                             # XLA for the steps
+    path.dtype, path.tied_embedding              # the layers' dtype; --tied's layer
 
 `PLAIN` is the Keras model and step as anyone would write them: keras.layers.LSTM
 and Dense (cuDNN on a GPU), Keras' cross-entropy and SGD, no XLA. `FAST` swaps in,
@@ -25,6 +26,12 @@ fuse; docs/performance.md has the measurements and `python -m ptb.benchmark`
 repeats them. The fast path is for an LSTM on one CPU replica only: on a GPU the
 LSTM must stay on cuDNN, which XLA cannot compile, and with several replicas a
 compiled step cannot read variables mirrored on other devices.
+
+`FAST_BFLOAT16` (bfloat16.py) is the fast path under --mixed_precision, which
+common/training.py allows on a CPU only where it has bfloat16 dot products:
+the same layers and step with every matrix product in bfloat16 and everything
+else in float32, the products outside XLA, whose CPU code does not multiply
+bfloat16 faster than float32.
 """
 
 import dataclasses
@@ -39,6 +46,7 @@ from ptb.fast_cpu import bfloat16
 from ptb.fast_cpu import step
 from ptb.fast_cpu.bias_row_dense import BiasRowDense
 from ptb.fast_cpu.window_lstm import WindowLSTM
+from ptb.tied_embedding import TiedEmbedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Path:
     update: Callable  # (optimizer, gradients, variables): one SGD step
     jit_compile: bool  # compile the training and evaluation steps with XLA
     dtype: str | None = None  # the layers' dtype policy; None: Keras' global one
+    tied_embedding: type = TiedEmbedding  # embedding and output layer under --tied
 
 
 def keras_word_losses(targets, logits):
@@ -68,12 +77,15 @@ FAST = Path("CPU fast path", WindowLSTM, BiasRowDense, step.word_losses, step.sg
 # --mixed_precision on one CPU replica: the products in bfloat16, outside XLA (bfloat16.py).
 FAST_BFLOAT16 = Path("CPU fast path, bfloat16 products", bfloat16.Bfloat16WindowLSTM,
                      bfloat16.Bfloat16Dense, bfloat16.word_losses, bfloat16.sgd_update,
-                     jit_compile=False, dtype="float32")
+                     jit_compile=False, dtype="float32",
+                     tied_embedding=bfloat16.Bfloat16TiedEmbedding)
 
 
 def path_for(strategy, config):
-    """FAST for an LSTM on one CPU replica, PLAIN otherwise (GPUs, several replicas,
-    and the GRU and SimpleRNN cells, whose Keras while loops XLA made slower)."""
+    """FAST for an LSTM on one CPU replica (FAST_BFLOAT16 under Keras'
+    mixed_bfloat16 policy, which --mixed_precision sets on a CPU), PLAIN otherwise
+    (GPUs, several replicas, and the GRU and SimpleRNN cells, whose Keras while
+    loops XLA made slower)."""
     if config.rnn_cell == "lstm" and strategy_lib.is_one_cpu_replica(strategy):
         if keras.mixed_precision.global_policy().name == "mixed_bfloat16":
             return FAST_BFLOAT16

@@ -11,6 +11,7 @@ element-wise parts are compiled:
                         (x @ kernel forward, dz @ kernel^T backward) for the whole
                         window in one product each, outside the loop over time
     Bfloat16Dense       the output layer's three products in bfloat16
+    Bfloat16TiedEmbedding  the same for --tied's output layer
     word_losses         the float32 path's, compiled with XLA on its own
     sgd_update          the float32 path's, compiled with XLA on its own
 
@@ -18,7 +19,8 @@ Only the products are bfloat16: each rounds its inputs to bfloat16, sums in
 float32 and rounds its result to bfloat16 (TensorFlow's CPU kernel has no
 float32 output), which the rest reads as float32. The weights, the gates and
 the cell, the state carried between windows, the softmax, the losses and the
-update stay float32.
+update stay float32. The LSTM's bias gradient is summed (in float32) from the
+gate gradients as rounded for the weight gradients' products.
 """
 
 import keras
@@ -26,10 +28,18 @@ import tensorflow as tf
 
 from ptb.fast_cpu import step
 from ptb.fast_cpu.window_lstm import WindowLSTM
+from ptb.tied_embedding import TiedEmbedding
 
 
 def to_bfloat16(tensor):
     return tf.cast(tensor, tf.bfloat16)
+
+
+def check_float32(layer):
+    """The layers below compute in float32 around their bfloat16 products."""
+    if layer.compute_dtype != "float32":
+        raise ValueError(f"{type(layer).__name__} computes in float32, its products in "
+                         f"bfloat16; build it with dtype='float32', not {layer.compute_dtype}.")
 
 
 def product(a, b, transpose_a=False, transpose_b=False):
@@ -42,6 +52,10 @@ def product(a, b, transpose_a=False, transpose_b=False):
 class Bfloat16WindowLSTM(WindowLSTM):
     """WindowLSTM whose products are bfloat16; its weights and state stay float32."""
 
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        check_float32(self)
+
     def recurrence(self, inputs, h, c):
         weights = (self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias)
         return _recurrence(inputs, h, c, *map(tf.convert_to_tensor, weights))
@@ -51,11 +65,12 @@ class Bfloat16WindowLSTM(WindowLSTM):
 def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
     """WindowLSTM's recurrence (inputs [steps, batch, features]) with bfloat16
     products; the products of the inputs for the whole window at once."""
-    steps, batch, features = inputs.shape
-    units = h.shape[-1]
-    inputs_16 = to_bfloat16(tf.reshape(inputs, [steps * batch, features]))
+    steps, features, units = inputs.shape[0], inputs.shape[-1], h.shape[-1]
+    inputs_16 = to_bfloat16(tf.reshape(inputs, [-1, features]))  # [steps * batch, features]
     kernel_16, recurrent_kernel_16 = to_bfloat16(kernel), to_bfloat16(recurrent_kernel)
-    input_gates = tf.reshape(product(inputs_16, kernel_16) + bias, [steps, batch, 4 * units])
+    # One large product for the whole window's inputs runs nearer the CPU's peak
+    # than one small product per step; only the state's product stays in the loop.
+    input_gates = tf.reshape(product(inputs_16, kernel_16) + bias, [steps, -1, 4 * units])
     saved, previous_h, outputs = [], [], []
     for x_gates in tf.unstack(input_gates):
         previous_h.append(to_bfloat16(h))
@@ -87,13 +102,14 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
             d_c = d_c * f
             d_gates.append(to_bfloat16(d_step_gates))
             d_h = product(d_gates[-1], recurrent_kernel_16, transpose_b=True)
+        # The products that need every step's gate gradients, once for the window.
         d_gates_16 = tf.concat(d_gates[::-1], axis=0)  # [steps * batch, 4 * units]
         d_inputs = product(d_gates_16, kernel_16, transpose_b=True)
         d_kernel = product(inputs_16, d_gates_16, transpose_a=True)
         d_recurrent_kernel = product(tf.concat(previous_h, axis=0), d_gates_16,
                                      transpose_a=True)
         d_bias = tf.reduce_sum(tf.cast(d_gates_16, tf.float32), axis=0)
-        return (tf.reshape(d_inputs, [steps, batch, features]), d_h, d_c, d_kernel,
+        return (tf.reshape(d_inputs, [steps, -1, features]), d_h, d_c, d_kernel,
                 d_recurrent_kernel, d_bias)
 
     return (tf.stack(outputs), h, c), gradient
@@ -101,19 +117,44 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
 
 @keras.saving.register_keras_serializable(package="ptb")
 class Bfloat16Dense(keras.layers.Dense):
-    """keras.layers.Dense (no activation) whose products are bfloat16; float32 weights."""
+    """keras.layers.Dense (a bias, no activation) whose products are bfloat16;
+    float32 weights."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        check_float32(self)
+        if not self.use_bias or self.activation is not keras.activations.linear:
+            raise ValueError("Bfloat16Dense needs use_bias=True and no activation; "
+                             "use keras.layers.Dense.")
 
     def call(self, inputs, training=None):
         del training
-        if self.activation is not None and self.activation is not keras.activations.linear:
-            raise ValueError("Bfloat16Dense has no activation; use keras.layers.Dense.")
         rows = tf.reshape(inputs, [-1, inputs.shape[-1]])
-        outputs = _dense(rows, tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias))
+        outputs = _affine(rows, tf.convert_to_tensor(self.kernel),
+                          tf.convert_to_tensor(self.bias))
         return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0))
 
 
+@keras.saving.register_keras_serializable(package="ptb")
+class Bfloat16TiedEmbedding(TiedEmbedding):
+    """TiedEmbedding whose output products (reverse=True) are bfloat16; float32 weights."""
+
+    def __init__(self, input_dim, output_dim, **kwargs):
+        super().__init__(input_dim, output_dim, **kwargs)
+        check_float32(self)
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            return super().call(inputs)
+        rows = tf.reshape(inputs, [-1, self.output_dim])
+        outputs = _affine_transposed(rows, tf.convert_to_tensor(self.embeddings),
+                                     tf.convert_to_tensor(self.bias))
+        return tf.reshape(outputs, tf.concat([tf.shape(inputs)[:-1], [self.input_dim]], axis=0))
+
+
 @tf.custom_gradient
-def _dense(rows, kernel, bias):
+def _affine(rows, kernel, bias):
+    """rows @ kernel + bias, the three products in bfloat16."""
     rows_16, kernel_16 = to_bfloat16(rows), to_bfloat16(kernel)
     outputs = product(rows_16, kernel_16) + bias
 
@@ -121,6 +162,22 @@ def _dense(rows, kernel, bias):
         d_outputs_16 = to_bfloat16(d_outputs)
         return (product(d_outputs_16, kernel_16, transpose_b=True),
                 product(rows_16, d_outputs_16, transpose_a=True),
+                tf.reduce_sum(d_outputs, axis=0))
+
+    return outputs, gradient
+
+
+@tf.custom_gradient
+def _affine_transposed(rows, matrix, bias):
+    """rows @ matrix^T + bias (the tied embedding's [vocabulary x units] matrix),
+    the three products in bfloat16."""
+    rows_16, matrix_16 = to_bfloat16(rows), to_bfloat16(matrix)
+    outputs = product(rows_16, matrix_16, transpose_b=True) + bias
+
+    def gradient(d_outputs):
+        d_outputs_16 = to_bfloat16(d_outputs)
+        return (product(d_outputs_16, matrix_16),
+                product(d_outputs_16, rows_16, transpose_a=True),
                 tf.reduce_sum(d_outputs, axis=0))
 
     return outputs, gradient
