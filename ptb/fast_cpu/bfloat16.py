@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from ptb.fast_cpu import step
-from ptb.fast_cpu.window_lstm import WindowLSTM
+from ptb.fast_cpu.window_lstm import WindowLSTM, cell, cell_gradient
 from ptb.tied_embedding import TiedEmbedding
 
 
@@ -74,14 +74,8 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
     saved, previous_h, outputs = [], [], []
     for x_gates in tf.unstack(input_gates):
         previous_h.append(to_bfloat16(h))
-        gates = x_gates + product(previous_h[-1], recurrent_kernel_16)
-        i, f, g, o = tf.split(gates, 4, axis=1)
-        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-        c_previous = c
-        c = f * c + i * g
-        tanh_c = tf.tanh(c)
-        h = o * tanh_c
-        saved.append((i, f, g, o, c_previous, tanh_c))
+        h, c, saved_step = cell(x_gates + product(previous_h[-1], recurrent_kernel_16), c)
+        saved.append(saved_step)
         outputs.append(h)
 
     def gradient(d_outputs, d_h, d_c):
@@ -90,16 +84,8 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
         d_outputs = (tf.unstack(d_outputs) if d_outputs is not None
                      else [tf.zeros_like(h)] * steps)
         d_gates = []
-        for (i, f, g, o, c_previous, tanh_c), d_output in zip(saved[::-1], d_outputs[::-1]):
-            d_h = d_h + d_output
-            d_c = d_c + tf.raw_ops.TanhGrad(y=tanh_c, dy=d_h * o)
-            d_step_gates = tf.concat([
-                tf.raw_ops.SigmoidGrad(y=i, dy=d_c * g),
-                tf.raw_ops.SigmoidGrad(y=f, dy=d_c * c_previous),
-                tf.raw_ops.TanhGrad(y=g, dy=d_c * i),
-                tf.raw_ops.SigmoidGrad(y=o, dy=d_h * tanh_c),
-            ], axis=1)
-            d_c = d_c * f
+        for saved_step, d_output in zip(saved[::-1], d_outputs[::-1]):
+            d_step_gates, d_c = cell_gradient(saved_step, d_h + d_output, d_c)
             d_gates.append(to_bfloat16(d_step_gates))
             d_h = product(d_gates[-1], recurrent_kernel_16, transpose_b=True)
         # The products that need every step's gate gradients, once for the window.

@@ -77,15 +77,9 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
     units = h.shape[-1]
     saved, previous_h, outputs = [], [], []
     for x in tf.unstack(inputs):
-        gates = tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias
-        i, f, g, o = tf.split(gates, 4, axis=1)
-        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-        c_previous = c
-        c = f * c + i * g
-        tanh_c = tf.tanh(c)
         previous_h.append(h)
-        h = o * tanh_c
-        saved.append((i, f, g, o, c_previous, tanh_c))
+        h, c, saved_step = cell(tf.matmul(x, kernel) + tf.matmul(h, recurrent_kernel) + bias, c)
+        saved.append(saved_step)
         outputs.append(h)
 
     def gradient(d_outputs, d_h, d_c):
@@ -95,16 +89,9 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
         d_outputs = (tf.unstack(d_outputs) if d_outputs is not None
                      else [tf.zeros_like(h)] * len(saved))
         d_gates, d_inputs = [], []
-        for (i, f, g, o, c_previous, tanh_c), d_output in zip(saved[::-1], d_outputs[::-1]):
-            d_h = d_h + d_output
-            d_c = d_c + tf.raw_ops.TanhGrad(y=tanh_c, dy=d_h * o)
-            d_gates.append(tf.concat([
-                tf.raw_ops.SigmoidGrad(y=i, dy=d_c * g),
-                tf.raw_ops.SigmoidGrad(y=f, dy=d_c * c_previous),
-                tf.raw_ops.TanhGrad(y=g, dy=d_c * i),
-                tf.raw_ops.SigmoidGrad(y=o, dy=d_h * tanh_c),
-            ], axis=1))
-            d_c = d_c * f
+        for saved_step, d_output in zip(saved[::-1], d_outputs[::-1]):
+            d_step_gates, d_c = cell_gradient(saved_step, d_h + d_output, d_c)
+            d_gates.append(d_step_gates)
             d_h = tf.matmul(d_gates[-1], recurrent_kernel, transpose_b=True)
             d_inputs.append(tf.matmul(d_gates[-1], kernel, transpose_b=True))
         d_gates = tf.reshape(tf.stack(d_gates[::-1]), [-1, 4 * units])
@@ -116,3 +103,28 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
                 tf.reduce_sum(d_gates, axis=0))
 
     return (tf.stack(outputs), h, c), gradient
+
+
+def cell(gates, c):
+    """One LSTM step from its gates' inputs [batch, 4 * units] (Keras' order: input,
+    forget, cell, output): (h, c, what the backward step needs)."""
+    i, f, g, o = tf.split(gates, 4, axis=1)
+    i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+    c_previous = c
+    c = f * c + i * g
+    tanh_c = tf.tanh(c)
+    return o * tanh_c, c, (i, f, g, o, c_previous, tanh_c)
+
+
+def cell_gradient(saved_step, d_h, d_c):
+    """One step back through `cell`, from the gradients reaching its h and c:
+    (the gradient of its gates' inputs, the gradient of the c before it)."""
+    i, f, g, o, c_previous, tanh_c = saved_step
+    d_c = d_c + tf.raw_ops.TanhGrad(y=tanh_c, dy=d_h * o)
+    d_gates = tf.concat([
+        tf.raw_ops.SigmoidGrad(y=i, dy=d_c * g),
+        tf.raw_ops.SigmoidGrad(y=f, dy=d_c * c_previous),
+        tf.raw_ops.TanhGrad(y=g, dy=d_c * i),
+        tf.raw_ops.SigmoidGrad(y=o, dy=d_h * tanh_c),
+    ], axis=1)
+    return d_gates, d_c * f
