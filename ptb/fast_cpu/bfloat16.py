@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from ptb.fast_cpu import step
-from ptb.fast_cpu.window_lstm import WindowLSTM, cell, cell_gradient
+from ptb.fast_cpu.window_lstm import WindowLSTM, cell, cell_gradient, upstream_gradients
 from ptb.tied_embedding import TiedEmbedding
 
 
@@ -79,10 +79,7 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
         outputs.append(h)
 
     def gradient(d_outputs, d_h, d_c):
-        d_h = tf.zeros_like(h) if d_h is None else d_h
-        d_c = tf.zeros_like(c) if d_c is None else d_c
-        d_outputs = (tf.unstack(d_outputs) if d_outputs is not None
-                     else [tf.zeros_like(h)] * steps)
+        d_outputs, d_h, d_c = upstream_gradients(d_outputs, d_h, d_c, h, steps)
         d_gates = []
         for saved_step, d_output in zip(saved[::-1], d_outputs[::-1]):
             d_step_gates, d_c = cell_gradient(saved_step, d_h + d_output, d_c)

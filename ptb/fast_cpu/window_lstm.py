@@ -83,11 +83,7 @@ def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
         outputs.append(h)
 
     def gradient(d_outputs, d_h, d_c):
-        # Outputs that nothing depends on (the final state) can arrive as None.
-        d_h = tf.zeros_like(h) if d_h is None else d_h
-        d_c = tf.zeros_like(c) if d_c is None else d_c
-        d_outputs = (tf.unstack(d_outputs) if d_outputs is not None
-                     else [tf.zeros_like(h)] * len(saved))
+        d_outputs, d_h, d_c = upstream_gradients(d_outputs, d_h, d_c, h, len(saved))
         d_gates, d_inputs = [], []
         for saved_step, d_output in zip(saved[::-1], d_outputs[::-1]):
             d_step_gates, d_c = cell_gradient(saved_step, d_h + d_output, d_c)
@@ -128,3 +124,12 @@ def cell_gradient(saved_step, d_h, d_c):
         tf.raw_ops.SigmoidGrad(y=o, dy=d_h * tanh_c),
     ], axis=1)
     return d_gates, d_c * f
+
+
+def upstream_gradients(d_outputs, d_h, d_c, h, steps):
+    """The gradients reaching a window's outputs (one per step) and its final h
+    and c, zeros for those that arrive as None (nothing depends on them)."""
+    d_h = tf.zeros_like(d_c) if d_h is None else d_h
+    d_c = tf.zeros_like(d_h) if d_c is None else d_c
+    d_outputs = tf.unstack(d_outputs) if d_outputs is not None else [tf.zeros_like(d_h)] * steps
+    return d_outputs, d_h, d_c
