@@ -3,7 +3,7 @@
     runs/ptb/small/                  (--save_path)
         settings.json     the settings the run was started with
         checkpoint/       the training state after the last completed epoch
-        metrics.json      {"tutorial", "settings", "machine", "history": [per epoch],
+        metrics.json      {"tutorial", "settings", "commit", "machine", "history": [per epoch],
                            then the test metrics ("test_perplexity" or "test_accuracy", ...)}
         history.csv       the same per-epoch history as a table
         model.keras       the final model
@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from common import folder_lock
 from common import machine
+from common import source
 from common.cli import RunFailure
 from common.cli import UserInputError
 
@@ -153,6 +154,7 @@ class RunFolder:
         self.resume_from = self.path  # another worker's folder resumes from the chief's
         self.strategy = strategy or tf.distribute.get_strategy()
         self.tutorial = tutorial
+        self.commit = None
         self.settings = json.loads(json.dumps(settings))  # tuples -> lists, as stored
         _check_writable(self.path)
         if lock:  # before anything is read: one process at a time decides about the folder
@@ -227,7 +229,9 @@ class RunFolder:
     def write_metrics(self, history, **results):
         """metrics.json (history and results, one schema for all tutorials), history.csv."""
         self.begin()
-        metrics = dict(tutorial=self.tutorial, settings=self.settings,
+        if self.commit is None:  # the commit the run started from, kept across resumes
+            self.commit = self.read_metrics().get("commit") or source.source_commit()
+        metrics = dict(tutorial=self.tutorial, settings=self.settings, commit=self.commit,
                        machine=machine.describe_machine(),
                        replicas=self.strategy.num_replicas_in_sync,
                        history=history)

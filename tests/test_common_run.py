@@ -12,6 +12,7 @@ from common import callbacks
 from common import data as common_data
 from common import machine
 from common import run_folder
+from common import source
 from common.cli import RunFailure
 from common.cli import UserInputError
 from ptb import ptb_word_lm
@@ -31,6 +32,20 @@ def test_settings_are_recorded_once_the_run_begins(tmp_path):
     assert (tmp_path / "run" / "history.csv").read_text() == "epoch,seconds,loss\n1,1.5,0.25\n"
     # Same settings (tuples read back as lists): accepted, as a resume.
     assert run_folder.RunFolder(tmp_path / "run", "ptb", {"epochs": 2, "sizes": [1, 2]})
+
+
+def test_metrics_name_the_commit_the_run_started_from_and_keep_it_on_resume(tmp_path):
+    head = source.source_commit()
+    assert head and len(head.split("+")[0]) == 40  # the suite runs in a git checkout
+    run = run_folder.RunFolder(tmp_path / "run", "ptb", {"epochs": 2})
+    run.write_metrics([{"epoch": 1}])
+    run.close()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["commit"] == head
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    (tmp_path / "run" / "metrics.json").write_text(json.dumps(dict(metrics, commit="c0ffee")))
+    resumed = run_folder.RunFolder(tmp_path / "run", "ptb", {"epochs": 2})
+    resumed.write_metrics([{"epoch": 1}, {"epoch": 2}])
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["commit"] == "c0ffee"
 
 
 def test_other_settings_are_refused_naming_them_and_restart_clears_the_run(tmp_path):
