@@ -56,7 +56,9 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
     flags.DEFINE_string("save_path", None,
                         "The run folder: checkpoints, the final model, settings.json, "
                         "metrics.json, history and figures; the same command again resumes "
-                        f"after the last completed epoch (default: {default_run_folder}).")
+                        f"after the last completed epoch (default: {default_run_folder}; "
+                        "a quick look, with --steps_per_epoch or --max_examples, gets a "
+                        "folder of its own).")
     flags.DEFINE_bool("restart", False, "Delete the run already in --save_path and start "
                       "over (needed to run other settings into the same folder).")
     flags.DEFINE_integer("epochs", epochs_default, epochs_help or "Number of epochs.")
@@ -72,6 +74,28 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
     if max_examples:
         flags.DEFINE_integer("max_examples", None, "Quick runs: only the first N training "
                              "and N test examples.")
+
+
+# The flags of a quick look: a run with one of them gets a default folder of its own,
+# so that the full run after it does not find the quick look's settings there.
+QUICK_LOOK_FLAGS = ("steps_per_epoch", "max_examples")
+
+
+def run_folder_path(tutorial, name):
+    """The run folder --save_path names, or by default runs/<tutorial>/<name>, with
+    each quick-look flag that is set added to the name (runs/ptb/small_steps_per_epoch10)."""
+    if FLAGS.save_path:
+        return FLAGS.save_path
+    quick = [f"{flag}{FLAGS[flag].value}" for flag in QUICK_LOOK_FLAGS
+             if flag in FLAGS and FLAGS[flag].value is not None]
+    return os.path.join("runs", tutorial, "_".join([name, *quick]))
+
+
+def download_failure_reason(error):
+    """Why a download failed, in a few words: the cause that Keras' get_file puts
+    after " -- " ("[Errno -2] Name or service not known"), else the error's message."""
+    message = " ".join(str(error).split())
+    return message.rsplit(" -- ", 1)[-1] if message else type(error).__name__
 
 
 def check_positive(name):

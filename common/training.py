@@ -40,14 +40,17 @@ from common.cli import UserInputError
 
 
 class NonFiniteLoss(RunFailure):
-    """Training diverged: the loss is no longer a finite number. Raised before
-    anything of the epoch is saved, so the run folder keeps the last good one."""
+    """Training diverged: the loss is no longer a finite number, or its perplexity
+    is not. Raised before anything of the epoch is saved, so the run folder keeps
+    the last good one."""
 
     def __init__(self, where, loss, epoch=None):
         self.where, self.loss = where, loss
         at = f"epoch {epoch}, {where}" if epoch else where
-        super().__init__(f"{at}: the training loss is {loss}, so training stopped; the run "
-                         "folder keeps the last completed epoch; try a lower --learning_rate")
+        what = (f"the training loss is {loss}" if not math.isfinite(loss) else
+                f"the training loss is {loss:.4g}, its perplexity beyond a float's range")
+        super().__init__(f"{at}: {what}, so training stopped; the run folder keeps the "
+                         "last completed epoch; try a lower --learning_rate")
 
 
 @contextlib.contextmanager

@@ -152,8 +152,8 @@ def main(argv):
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    save_path = FLAGS.save_path or os.path.join(
-        "runs", "imdb_sentiment", "compare_bidirectional" if config.bidirectional else "compare")
+    save_path = cli.run_folder_path(
+        "imdb_sentiment", "compare_bidirectional" if config.bidirectional else "compare")
     compare(config, strategy, save_path, data_path=FLAGS.data_path, restart=FLAGS.restart)
 
 

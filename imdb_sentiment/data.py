@@ -39,6 +39,7 @@ import tensorflow as tf
 import keras
 
 from common import data as common_data
+from common import cli
 from common.cli import UserInputError
 
 PADDING_CHOICES = ("pre", "post")
@@ -224,7 +225,7 @@ def _keras_imdb(vocab_size, max_examples):
         word_index = keras.datasets.imdb.get_word_index()
     except Exception as error:  # no network, proxy, corrupt cache: all end here
         raise UserInputError(
-            f"keras.datasets.imdb: could not load ({type(error).__name__}: {error}); "
+            f"keras.datasets.imdb: could not load ({cli.download_failure_reason(error)}); "
             "pass --data_path with the aclImdb folder or aclImdb_v1.tar.gz to work offline"
         )
     # Keras keeps ids below num_words: word ranks 1 .. vocab_size - 4.

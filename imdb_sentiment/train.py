@@ -38,7 +38,6 @@ runs/imdb_sentiment/[bidirectional_]<rnn>):
 
 import contextlib
 import dataclasses
-import os
 import statistics
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
@@ -313,8 +312,7 @@ def main(argv):
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    save_path = FLAGS.save_path or os.path.join("runs", "imdb_sentiment",
-                                                model_lib.model_name(config))
+    save_path = cli.run_folder_path("imdb_sentiment", model_lib.model_name(config))
     metrics = train_and_evaluate(config, strategy, FLAGS.data_path, save_path,
                                  restart=FLAGS.restart)
     print(format_metrics(metrics))

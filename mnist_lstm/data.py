@@ -27,6 +27,7 @@ import zlib
 import numpy as np
 
 from common import data as common_data
+from common import cli
 from common.cli import UserInputError
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -228,7 +229,7 @@ def _download(dataset, split):
         train, test = module.load_data()
     except Exception as error:  # network problems surface as many exception types
         raise UserInputError(
-            f"--dataset={dataset}: download failed ({type(error).__name__}: {error}); "
+            f"--dataset={dataset}: download failed ({cli.download_failure_reason(error)}); "
             "check the network or pass --data_path with the IDX files"
         )
     images, labels = train if split == "train" else test

@@ -50,7 +50,6 @@ runs/mnist_lstm/<dataset>): the best epoch's `model.keras`, `metrics.json`,
 """
 
 import dataclasses
-import os
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
@@ -291,7 +290,7 @@ def main(argv):
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)
-    save_path = FLAGS.save_path or os.path.join("runs", "mnist_lstm", config.dataset)
+    save_path = cli.run_folder_path("mnist_lstm", config.dataset)
     if FLAGS.evaluate:
         given = [f"--{name}" for name in dataclasses.asdict(config) if FLAGS[name].present]
         if given:

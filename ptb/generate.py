@@ -55,7 +55,8 @@ def sample(log_probs, temperature, top_k, rng):
     """One word id drawn from softmax(log_probs / temperature), among the top_k only if given."""
     # The best word first brought to 0: a tiny temperature then sends the others to
     # -inf, never the best one to inf (and inf - inf to nan).
-    scaled = (log_probs - log_probs.max()) / temperature
+    with np.errstate(over="ignore"):  # -inf for the others is the intended answer
+        scaled = (log_probs - log_probs.max()) / temperature
     if top_k is not None:
         cutoff = np.partition(scaled, -top_k)[-top_k]
         scaled = np.where(scaled >= cutoff, scaled, -np.inf)

@@ -52,7 +52,6 @@ ptb.export read it.
 
 import dataclasses
 import math
-import os
 import time
 
 import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
@@ -132,6 +131,11 @@ def format_perplexity(value):
     """Two decimals, as the tutorial prints; a diverging run's in three digits and
     a power of ten rather than a hundred digits."""
     return f"{value:.2f}" if value < 1e6 else f"{value:.3g}"
+
+
+def format_learning_rate(value):
+    """Four significant digits: 1, 0.125, 0.4096, 1e+30."""
+    return f"{value:.4g}"
 
 
 # ----------------------------------------------------------------------------
@@ -325,9 +329,12 @@ def run_epoch(step, initial_state, windows, config, progress=None):
     report_every = max(num_windows // 10, 1)
     for window, (inputs, targets) in enumerate(windows):
         loss, state = step(inputs, targets, state)
-        total_loss += float(loss)
-        if not math.isfinite(total_loss):  # training diverged: nothing after it is worth keeping
-            raise training.NonFiniteLoss(f"window {window + 1} of {num_windows}", float(loss))
+        loss = float(loss)
+        total_loss += loss
+        # Diverged, nothing after it worth keeping: a loss that is not finite, or one
+        # whose perplexity is beyond a float (clipping can keep such a loss finite).
+        if not math.isfinite(total_loss) or math.isinf(perplexity(loss / config.num_steps)):
+            raise training.NonFiniteLoss(f"window {window + 1} of {num_windows}", loss)
         if progress and (window + 1) % report_every == 0:
             progress(window + 1, total_loss / ((window + 1) * config.num_steps))
     return total_loss / (num_windows * config.num_steps)
@@ -393,8 +400,9 @@ def print_progress(epoch, num_windows, config, learning_rate):
 
     def progress(windows_done, loss_per_word):
         words_per_second = windows_done * words_per_window / (time.perf_counter() - start)
+        ppl = format_perplexity(perplexity(loss_per_word))
         print(f"| epoch {epoch + 1:3d} | {windows_done:5d}/{num_windows} windows "
-              f"| lr {learning_rate:.3f} | ppl {format_perplexity(perplexity(loss_per_word)):>9} "
+              f"| lr {format_learning_rate(learning_rate):>6} | ppl {ppl:>9} "
               f"| {words_per_second:6.0f} words/s |", flush=True)
     return progress
 
@@ -451,7 +459,7 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     for epoch in range(epochs_done, config.epochs):
         learning_rate = learning_rate_for_epoch(config, epoch)
         model.optimizer.learning_rate.assign(learning_rate)
-        print(f"Epoch {epoch + 1}: learning rate {learning_rate:.3f}")
+        print(f"Epoch {epoch + 1}: learning rate {format_learning_rate(learning_rate)}")
 
         start = time.perf_counter()
         with training.name_epoch_on_failure(epoch):
@@ -534,7 +542,7 @@ def main(argv):
     training.use_mixed_precision(FLAGS.mixed_precision)
     run_name = FLAGS.model + ("" if FLAGS.rnn_cell == "lstm" else f"_{FLAGS.rnn_cell}") + (
         "_tied" if FLAGS.tied else "")
-    save_path = FLAGS.save_path or os.path.join("runs", "ptb", run_name)
+    save_path = cli.run_folder_path("ptb", run_name)
     train_and_evaluate(config, FLAGS.data_path, strategy, save_path=save_path,
                        seed=FLAGS.seed, steps_per_epoch=FLAGS.steps_per_epoch,
                        restart=FLAGS.restart, vocab_size=FLAGS.vocab_size)

@@ -28,6 +28,7 @@ import numpy as np
 import keras
 import tensorflow as tf
 
+from common import cli
 from common.cli import UserInputError
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
@@ -207,7 +208,8 @@ def download_ptb():
         archive = keras.utils.get_file("simple-examples.tgz", PTB_URL)
     except Exception as error:  # urllib raises many kinds; all mean "no download"
         raise UserInputError(
-            f"could not download the PTB data from {PTB_URL} ({type(error).__name__}); "
+            f"could not download the PTB data from {PTB_URL} "
+            f"({cli.download_failure_reason(error)}); "
             "if you are offline, pass --data_path=DIR with the ptb.*.txt files."
         )
     data_dir = os.path.join(os.path.dirname(archive), "simple-examples", "data")

@@ -110,3 +110,10 @@ def test_every_bad_input_is_one_line_and_exit_2(module, tmp_path):
     assert not failures, "\n\n".join(failures)
     # Nothing of a run was left behind by input that never let it begin.
     assert not any(path.is_dir() and any(path.iterdir()) for path in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("package, command", [
+    ("ptb", "python -m ptb.ptb_word_lm"), ("mnist_lstm", "python -m mnist_lstm.train"),
+    ("imdb_sentiment", "python -m imdb_sentiment.train")])
+def test_a_package_run_as_a_command_names_the_commands_to_run(package, command):
+    assert_one_line_error(run_module(package), f"error: run {command}")

@@ -89,16 +89,23 @@ def test_restart_deletes_only_the_runs_own_files(tmp_path):
 # A loss that stops being finite
 
 
-def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
+@pytest.mark.parametrize("learning_rate, what", [
+    (float("nan"), "the training loss is nan"),  # every weight NaN
+    # Clipping keeps the loss finite, but far beyond any perplexity a float holds.
+    (1e30, "its perplexity beyond a float's range"),
+])
+def test_a_diverging_loss_stops_training_and_keeps_the_last_good_epoch(
+        tmp_path, monkeypatch, learning_rate, what):
     data_path = write_tiny_corpus(tmp_path)
     uninterrupted = ptb_word_lm.train_and_evaluate(CONFIG, data_path, seed=2)
     save_path = tmp_path / "run"
     schedule = ptb_word_lm.learning_rate_for_epoch
-    # The second epoch at a learning rate that makes every weight NaN.
+    # The second epoch at a learning rate that makes training diverge.
     monkeypatch.setattr(
         ptb_word_lm, "learning_rate_for_epoch",
-        lambda config, epoch: float("nan") if epoch == 1 else schedule(config, epoch))
-    with pytest.raises(NonFiniteLoss, match=r"^epoch 2, window \d+ of \d+: the training loss is"):
+        lambda config, epoch: learning_rate if epoch == 1 else schedule(config, epoch))
+    with pytest.raises(NonFiniteLoss, match=rf"^epoch 2, window \d+ of \d+: .*{what}, so "
+                                            "training stopped"):
         ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=2)
     assert [epoch["epoch"] for epoch in read_metrics(save_path)["history"]] == [1]
     assert epochs_in_checkpoint(save_path) == 1 and not (save_path / "model.keras").exists()
@@ -108,6 +115,18 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_epoch(tmp_path
     assert resumed["test_perplexity"] == uninterrupted["test_perplexity"]
 
 
+def test_a_learning_rate_that_diverges_ends_the_run_in_one_line(tmp_path):
+    save_path = tmp_path / "run"
+    result = run_module(*preset_command(write_tiny_corpus(tmp_path), save_path,
+                                        "--learning_rate=1e30")[2:])
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: epoch 1, window ") and "so training stopped" in last_line
+    assert "Epoch 1: learning rate 1e+30\n" in result.stdout  # not 31 digits
+    assert "Test perplexity" not in result.stdout and not (save_path / "model.keras").exists()
+
+
 def test_non_finite_flags_are_refused_and_diverging_numbers_stay_readable(tmp_path):
     assert_one_line_error(
         run_module(*preset_command(tmp_path, tmp_path / "run", "--learning_rate=inf")[2:]),
@@ -115,6 +134,8 @@ def test_non_finite_flags_are_refused_and_diverging_numbers_stay_readable(tmp_pa
     assert ptb_word_lm.perplexity(800.0) == float("inf")
     assert ptb_word_lm.format_perplexity(3.9e176) == "3.9e+176"
     assert ptb_word_lm.format_perplexity(114.2267) == "114.23"
+    assert [ptb_word_lm.format_learning_rate(rate) for rate in (1.0, 0.125, 0.8 ** 4, 1e30)] == [
+        "1", "0.125", "0.4096", "1e+30"]
     run_folder.write_json(tmp_path / "metrics.json", {"history": [{"loss": float("nan")}],
                                                       "test_perplexity": float("inf")})
     strict = json.loads((tmp_path / "metrics.json").read_text(),
@@ -236,3 +257,10 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
     assert stderr.strip().splitlines()[-1].startswith("interrupted; run the same command again")
     resumed = run_module(*command[2:])
     assert resumed.returncode == 0 and "Resuming" in resumed.stdout, resumed.stderr[-2000:]
+    # ... to the numbers of a run that was never interrupted.
+    whole = run_module(*preset_command(data_dir / "ptb", tmp_path / "whole",
+                                       "--steps_per_epoch=3000")[2:])
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    resumed_metrics, whole_metrics = read_metrics(save_path), read_metrics(tmp_path / "whole")
+    assert timing_free(resumed_metrics["history"]) == timing_free(whole_metrics["history"])
+    assert resumed_metrics["test_perplexity"] == whole_metrics["test_perplexity"]

@@ -6,6 +6,7 @@ import concurrent.futures
 import dataclasses
 import json
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -203,6 +204,10 @@ def test_sampling_follows_temperature_and_top_k():
     assert np.mean(np.array(draws) == 0) == pytest.approx(0.5 / 0.8, abs=0.03)
     cold = [generate.sample(log_probs, 0.05, None, rng) for _ in range(200)]
     assert cold.count(0) > 190
+    # A temperature so small that dividing overflows: greedy, and no numpy warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert {generate.sample(log_probs, 1e-320, None, rng) for _ in range(20)} == {0}
 
 
 def test_next_words_are_sorted_probabilities(tiny_run):

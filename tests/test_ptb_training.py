@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from ptb import benchmark
 from ptb import language_model
 from ptb import ptb_word_lm
 from ptb import reader
-from tests.conftest import (assert_one_line_error, killed_and_rerun_like_uninterrupted,
+from tests.conftest import (ROOT, assert_one_line_error, killed_and_rerun_like_uninterrupted,
                             module_command, read_metrics, run_module, timing_free)
 
 # A tiny corpus over a 40-word vocabulary, to train in seconds.
@@ -82,6 +84,24 @@ def test_other_settings_into_the_same_run_folder_are_refused(tmp_path):
     assert len(restarted["history"]) == 2 and len(read_metrics(save_path)["history"]) == 2
 
 
+def test_a_quick_look_keeps_out_of_the_full_runs_default_folder(tmp_path):
+    data_path = write_tiny_corpus(tmp_path)
+    work = tmp_path / "work"  # the default run folders are relative: runs/ptb/...
+    work.mkdir()
+
+    def trainer(*flags):
+        result = subprocess.run(module_command("ptb.ptb_word_lm", "--model=test",
+                                               f"--data_path={data_path}", *flags),
+                                cwd=work, capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert result.returncode == 0, result.stderr[-2000:]
+
+    trainer("--steps_per_epoch=10")
+    assert [path.name for path in (work / "runs" / "ptb").iterdir()] == ["test_steps_per_epoch10"]
+    trainer()  # the full run, in its own folder: not refused for the quick look's settings
+    assert read_metrics(work / "runs" / "ptb" / "test")["settings"]["steps_per_epoch"] is None
+
+
 def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
     save_path = tmp_path / "run"
     result = run_module("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",
@@ -89,7 +109,7 @@ def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert "Model 50,040 parameters" in out
-    assert "Epoch 1: learning rate 1.000" in out
+    assert "Epoch 1: learning rate 1\n" in out
     assert out.count("| epoch   1 |") == 10  # progress about ten times an epoch
     metrics = read_metrics(save_path)
     (epoch,) = metrics["history"]
