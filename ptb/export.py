@@ -5,10 +5,12 @@
 writes the folder exported/small: a SavedModel whose one signature,
 `next_word` (also `serving_default`), reads words and gives the
 log-probabilities of the next one, and `vocabulary.txt` beside it, one word
-per line, line i being word id i. Plain TensorFlow and TF Serving can load it;
-TFLite's converter (`tf.lite.TFLiteConverter.from_saved_model`) converts it
-with TensorFlow ops allowed (SELECT_TF_OPS, for the LSTM's loop), and its
-runtime then needs the Flex delegate.
+per line, line i being word id i. It needs neither this package nor Keras:
+`tf.saved_model.load` reads it (below), and so does TensorFlow's session-based
+loader, which TF Serving and `saved_model_cli run` use. TFLite's converter
+(`tf.lite.TFLiteConverter.from_saved_model`) converts it with TensorFlow ops
+allowed (SELECT_TF_OPS, for the LSTM's loop); its runtime then needs the Flex
+delegate, which the `tensorflow` wheel's Python `tf.lite.Interpreter` lacks.
 
     inputs   word_ids   int32   [batch, time]   the words, as ids
              state_0 .. state_{n-1}  float32 [batch, hidden]   the state before them
@@ -38,18 +40,21 @@ import tempfile
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
+import keras
 import tensorflow as tf
 
 from common import cli
-from common import run_folder
+from common import files
 from ptb import language_model
 
 SIGNATURE = "next_word"
 VOCABULARY = "vocabulary.txt"
 
 
-def next_word_function(lm):
-    """The `next_word` signature's function for the LanguageModel `lm`."""
+def next_word_archive(lm):
+    """A `keras.export.ExportArchive` whose one endpoint, `next_word`, runs the
+    LanguageModel `lm`; `write_out` adds it as `serving_default` too (TF
+    Serving's requests without a signature name use that)."""
     num_states = len(lm.model.inputs) - 1
     input_signature = [tf.TensorSpec([None, None], tf.int32, name="word_ids")] + [
         tf.TensorSpec([None, lm.config.hidden_size], tf.float32, name=f"state_{i}")
@@ -63,7 +68,14 @@ def next_word_function(lm):
                         for i, layer_state in enumerate(state)})
         return outputs
 
-    return tf.function(next_word, input_signature=input_signature)
+    archive = keras.export.ExportArchive()
+    # The archive saves the TensorFlow variables the endpoint reads, which is what
+    # a session-based loader (TF Serving, saved_model_cli) restores; a tf.Module
+    # holding the model saves Keras' wrappers of them, which only
+    # tf.saved_model.load restores. No `archive.track(lm.model)`: it would save
+    # every weight a second time, as the model's Keras variables.
+    archive.add_endpoint(SIGNATURE, next_word, input_signature=input_signature)
+    return archive
 
 
 def export(lm, out_dir):
@@ -82,19 +94,14 @@ def export(lm, out_dir):
     except OSError as error:
         raise cli.UserInputError(f"{out_dir}: cannot create it ({error.strerror})")
     try:
-        module = tf.Module()
-        module.model = lm.model  # its weights, saved once
-        signature = next_word_function(lm).get_concrete_function()
-        # serving_default too: TF Serving's requests without a signature name use it.
-        tf.saved_model.save(module, str(scratch),
-                            signatures={SIGNATURE: signature, "serving_default": signature})
+        next_word_archive(lm).write_out(str(scratch), verbose=False)
         (scratch / VOCABULARY).write_text("".join(f"{word}\n" for word in lm.words),
                                           encoding="utf-8")
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         os.replace(scratch, out_dir)
     except (OSError, tf.errors.OpError) as error:  # a full disk, no permission
-        raise cli.RunFailure(f"{out_dir}: cannot write it ({run_folder.failure_reason(error)}); "
+        raise cli.RunFailure(f"{out_dir}: cannot write it ({files.failure_reason(error)}); "
                              "nothing was exported") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

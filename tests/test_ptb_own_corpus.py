@@ -1,5 +1,6 @@
 """A corpus of one's own (WikiText layout, a capped vocabulary), a tied model trained
-on it, the tools on that run, and the model exported and used from plain TensorFlow."""
+on it, the tools on that run, and the model exported and used from plain TensorFlow
+and as a server loads it."""
 
 import dataclasses
 import errno
@@ -7,9 +8,11 @@ import json
 import pathlib
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from common.cli import RunFailure
 from ptb import export
@@ -155,9 +158,10 @@ def test_the_exported_model_agrees_with_next_word_and_scoring_from_plain_tensorf
     assert used["states"] == ["state_0", "state_1", "state_2", "state_3"]
     assert used["batch"] == [3, VOCAB_SIZE]
     assert used["dtypes"] == ["float32"]
-    # The weights are saved once.
-    saved_bytes = sum(path.stat().st_size for path in (folder / "variables").iterdir())
-    assert saved_bytes < 1.5 * 4 * lm.model.count_params() + 10_000
+    # The weights are saved once: the checkpoint holds as many numbers as the model.
+    saved = tf.train.load_checkpoint(str(folder / "variables" / "variables"))
+    assert sum(np.prod(shape) for name, shape in saved.get_variable_to_shape_map().items()
+               if name != "_CHECKPOINTABLE_OBJECT_GRAPH") == lm.model.count_params()
 
     # ptb.next_word's probabilities, every word of the vocabulary, to 1e-5.
     expected = dict(next_word.next_words(lm, " ".join(context), top_k=len(lm.words)))
@@ -166,6 +170,101 @@ def test_the_exported_model_agrees_with_next_word_and_scoring_from_plain_tensorf
     # Word by word with the state carried: the stream scoring of ptb.score and the trainer.
     stream_log_probs = ptb_word_lm.stream_log_probs(lm.model, lm.config, stream)
     np.testing.assert_allclose(used["log_probs"], stream_log_probs, atol=1e-5)
+
+
+# TensorFlow 1's session-based loader, the one TF Serving and saved_model_cli use:
+# the signature's tensors fed and fetched by name in a Session.
+USE_IN_A_SESSION = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+folder, stream = sys.argv[1], json.loads(sys.argv[2])
+with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+    meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], folder)
+    signature = meta_graph.signature_def["next_word"]
+    inputs = {name: info.name for name, info in signature.inputs.items()}
+    outputs = {name: info.name for name, info in signature.outputs.items()}
+    state = {name: np.zeros([1, info.tensor_shape.dim[1].size], np.float32)
+             for name, info in signature.inputs.items() if name.startswith("state_")}
+    # A stream read one word at a time, the state carried: log p of each next word.
+    log_probs = []
+    for word, following in zip(stream[:-1], stream[1:]):
+        feed = {inputs["word_ids"]: [[word]], **{inputs[name]: state[name] for name in state}}
+        out = session.run(outputs, feed)
+        state = {name: out[name] for name in state}
+        log_probs.append(float(out["log_probs"][0, following]))
+dtypes = sorted({tf.dtypes.as_dtype(info.dtype).name for info in signature.outputs.values()})
+print(json.dumps(dict(log_probs=log_probs, dtypes=dtypes, outputs=sorted(outputs),
+                      signatures=sorted(meta_graph.signature_def))))
+"""
+
+
+def use_in_a_session(folder, stream):
+    result = subprocess.run([sys.executable, "-c", USE_IN_A_SESSION, str(folder),
+                             json.dumps([int(word) for word in stream])],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_exported_model_loads_into_a_session_as_a_server_loads_it(exported):
+    lm, folder, data_path = exported
+    stream = reader.read_corpus(str(data_path), VOCAB_SIZE).test[:60]
+    used = use_in_a_session(folder, stream)
+    assert used["signatures"] == ["__saved_model_init_op", "next_word", "serving_default"]
+    assert used["outputs"] == ["log_probs", "state_0", "state_1", "state_2", "state_3"]
+    assert used["dtypes"] == ["float32"]
+    np.testing.assert_allclose(used["log_probs"],
+                               ptb_word_lm.stream_log_probs(lm.model, lm.config, stream),
+                               atol=1e-5)
+
+
+def test_saved_model_cli_runs_the_exported_model(exported, tmp_path):
+    """A batch of two contexts, one from the zero state and one from the state
+    after an <eos>, through `saved_model_cli run` (inputs and outputs as .npy)."""
+    lm, folder, _ = exported
+    contexts = (["<eos>", "word1", "café"], ["word3", "word0", "word4"])
+    word_ids = np.array([[lm.word_to_id[word] for word in context] for context in contexts],
+                        dtype=np.int32)
+    _, after_eos = lm.sentence_start()
+    state = [np.concatenate([np.zeros_like(part), part]) for part in after_eos]
+    np.savez(tmp_path / "inputs.npz", word_ids=word_ids,
+             **{f"state_{i}": part for i, part in enumerate(state)})
+    inputs = ";".join(f"{name}={tmp_path / 'inputs.npz'}[{name}]"
+                      for name in ["word_ids"] + [f"state_{i}" for i in range(len(state))])
+    saved_model_cli = pathlib.Path(sys.executable).with_name("saved_model_cli")
+    result = subprocess.run([str(saved_model_cli), "run", "--dir", str(folder),
+                             "--tag_set", "serve", "--signature_def", export.SIGNATURE,
+                             "--inputs", inputs, "--outdir", str(tmp_path / "outputs")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = {path.stem: np.load(path) for path in (tmp_path / "outputs").glob("*.npy")}
+    assert sorted(outputs) == ["log_probs", "state_0", "state_1", "state_2", "state_3"]
+    for row in range(2):
+        log_probs, next_state = lm.next_log_probs(
+            word_ids[row], state=[part[row:row + 1] for part in state])
+        np.testing.assert_allclose(outputs["log_probs"][row], log_probs, atol=1e-5)
+        for i, part in enumerate(next_state):
+            np.testing.assert_allclose(outputs[f"state_{i}"][row], part[0], atol=1e-5)
+
+
+def test_tflite_converts_the_exported_model_with_tensorflow_ops_allowed(exported):
+    """The LSTM's loop needs TensorFlow ops (SELECT_TF_OPS). Running the result
+    needs the Flex delegate, which the Python interpreter of the tensorflow wheel
+    lacks: the conversion and its signature are what is checked."""
+    _, folder, _ = exported
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder),
+                                                         signature_keys=[export.SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    flatbuffer = converter.convert()
+    with warnings.catch_warnings():  # tf.lite.Interpreter is deprecated in favour of LiteRT
+        warnings.simplefilter("ignore")
+        signatures = tf.lite.Interpreter(model_content=flatbuffer).get_signature_list()
+    states = ["state_0", "state_1", "state_2", "state_3"]
+    assert signatures == {export.SIGNATURE: {"inputs": states + ["word_ids"],
+                                             "outputs": ["log_probs"] + states}}
 
 
 def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(exported, tmp_path):
@@ -197,16 +296,18 @@ def test_a_mixed_precision_model_exports_float32_state(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert used.returncode == 0, used.stderr[-2000:]
     assert json.loads(used.stdout.strip().splitlines()[-1])["dtypes"] == ["float32"]
+    assert use_in_a_session(tmp_path / "exported", [1, 2, 3])["dtypes"] == ["float32"]
 
 
 def test_a_failed_export_leaves_nothing_half_written(exported, tmp_path, monkeypatch):
     lm, _, _ = exported
 
-    def full_disk(module, folder, **kwargs):
-        (pathlib.Path(folder) / "saved_model.pb").write_bytes(b"half")
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:
+        def write_out(self, folder, **kwargs):
+            (pathlib.Path(folder) / "saved_model.pb").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export.tf.saved_model, "save", full_disk)
+    monkeypatch.setattr(export, "next_word_archive", lambda lm: FullDisk())
     with pytest.raises(RunFailure, match=r"out: cannot write it \(No space left on device\); "
                                          "nothing was exported"):
         export.export(lm, tmp_path / "out")
