@@ -4,6 +4,7 @@ model, stop early (resumably), and write TensorBoard's event files into the run 
 
 import contextlib
 import math
+import pathlib
 import sys
 import time
 
@@ -11,29 +12,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from common import run_folder
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Records each epoch (history in metrics.json, then the training state).
+    """Records each epoch in the run folder (run.end_epoch: the history, then the
+    training state).
 
     List it last, so that it records what the other callbacks did at the epoch's
-    end. `training_weights`: a context manager that puts the weights training
-    goes on from into the model while the state is saved (when a callback has
-    swapped in averaged weights).
+    end. `training_weights`: see RunFolder.end_epoch.
     """
 
-    def __init__(self, run, state, history, training_weights=contextlib.nullcontext):
+    def __init__(self, run, history, training_weights=contextlib.nullcontext):
         super().__init__()
-        self.run, self.state, self.history = run, state, history
-        self.training_weights = training_weights
+        self.run, self.history, self.training_weights = run, history, training_weights
 
     def on_epoch_end(self, epoch, logs=None):
         self.history.append(dict(epoch=epoch + 1, **{k: float(v) for k, v in logs.items()}))
-        if self.run:
-            self.run.write_metrics(self.history)
-        with self.training_weights():
-            self.state.save(epoch + 1)
+        self.run.end_epoch(self.history, self.training_weights)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -56,18 +51,16 @@ class EpochTimer(keras.callbacks.Callback):
             logs["examples_per_second"] = self.examples_per_epoch / (self.training_end - self.start)
 
 
-def tensorboard(run):
-    """Keras' TensorBoard callback, writing into the run folder's `tensorboard/`
-    (None without a run folder), after the run's settings as text.
+def tensorboard(log_dir, settings):
+    """Keras' TensorBoard callback, writing into `log_dir` (a run folder's
+    tensorboard/), after the run's settings as text.
 
     It writes each epoch's logs (train/ and validation/ curves), the learning
     rate and the model's summary, as the original tutorial's Supervisor did:
         tensorboard --logdir runs/
     """
-    if not run:
-        return None
-    log_dir = run.file("tensorboard")
-    rows = "\n".join(f"| {name} | {value} |" for name, value in run.settings.items())
+    log_dir = pathlib.Path(log_dir)
+    rows = "\n".join(f"| {name} | {value} |" for name, value in settings.items())
     _write_summaries(log_dir / "train", lambda: tf.summary.text(
         "settings", f"| setting | value |\n|---|---|\n{rows}", step=0))
     return _TensorBoard(log_dir=str(log_dir))
@@ -89,13 +82,12 @@ def _in_float32_range(value):
     return value
 
 
-def log_test_metrics(run, epochs, metrics):
-    """The test results as scalars in the run's `tensorboard/test/`, at the last
-    epoch's step (Keras' callback counts epochs from 0)."""
-    if run:
-        _write_summaries(run.file("tensorboard") / "test", lambda: [
-            tf.summary.scalar(name, _in_float32_range(value), step=epochs - 1)
-            for name, value in metrics.items()])
+def log_test_metrics(log_dir, epochs, metrics):
+    """The test results as scalars in `log_dir`/test/, at the last epoch's step
+    (Keras' callback counts epochs from 0)."""
+    _write_summaries(pathlib.Path(log_dir) / "test", lambda: [
+        tf.summary.scalar(name, _in_float32_range(value), step=epochs - 1)
+        for name, value in metrics.items()])
 
 
 def _write_summaries(log_dir, write):
@@ -107,23 +99,30 @@ def _write_summaries(log_dir, write):
 
 class BestModel(keras.callbacks.Callback):
     """Keeps the weights of the epoch where `monitor` was best (higher is better),
-    in `weights` and, given a `path`, as a saved model there.
+    in `weights` and as the run folder's `name` (model.keras).
 
     `history`: the epochs before this fit call (a resumed run), so that the best
-    so far is remembered across a restart (its weights are then in `path`).
+    so far is remembered across a restart (its weights are then in the folder).
     """
 
-    def __init__(self, path, monitor, history=()):
+    def __init__(self, run, name, monitor, history=()):
         super().__init__()
-        self.path, self.monitor, self.weights = path, monitor, None
+        self.run, self.name, self.monitor, self.weights = run, name, monitor, None
         self.best = max((epoch[monitor] for epoch in history), default=float("-inf"))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs[self.monitor] > self.best:
             self.best = logs[self.monitor]
             self.weights = self.model.get_weights()
-            if self.path:
-                run_folder.save_model(self.model, self.path)
+            self.run.save_model(self.model, self.name)
+
+    def best_weights_into(self, model):
+        """The best epoch's weights into `model`: kept here, or saved by the run
+        before a restart."""
+        if self.weights is not None:
+            model.set_weights(self.weights)
+        else:
+            self.run.load_weights(model, self.name)
 
 
 class EarlyStopping(keras.callbacks.EarlyStopping):

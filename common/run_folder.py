@@ -8,16 +8,27 @@
         history.csv       the same per-epoch history as a table
         model.keras       the final model
         *.png             figures
+        tensorboard/      TensorBoard's event files
         .lock             whose process has the folder open (common/folder_lock.py)
+
+Every trainer runs the same protocol, one call at each point:
+
+    run = run_folder.open_run(save_path, "ptb", settings, restart, strategy)
+    ... the data, the model ...
+    epochs_done, history = run.resume(model)      # (0, []) for a new run
+    for each epoch: history.append(...); run.end_epoch(history)   # record, then checkpoint
+    run.finish(history, test_perplexity=...)       # the test results; the folder released
+
+Without a --save_path, `open_run` gives a NoRunFolder, whose calls do nothing.
 
 The same command again resumes after the last completed epoch and ends with
 exactly the numbers of an uninterrupted run: the checkpoint holds the weights,
 the optimizer, every random stream the model draws from (Keras' seed
 generators: dropout masks) and the epoch count, and the trainers derive their
 shuffling from (seed, epoch), so nothing restarts. Other settings into the same
-folder are refused, naming them. Every file is written atomically: to a
-temporary name first, then renamed, so a crash never leaves half a file. One
-process at a time opens a folder (common/folder_lock.py).
+folder are refused, naming them. Every file is written atomically
+(common/files.py), so a crash never leaves half a file. One process at a time
+opens a folder (common/folder_lock.py).
 
 Under several workers (MultiWorkerMirroredStrategy) only the chief writes the
 run folder. The other workers write the same files into a scratch folder of
@@ -28,19 +39,18 @@ reads the chief's folder, which must then be on a filesystem all of them see.
 
 import atexit
 import contextlib
-import csv
-import io
 import json
-import math
 import os
 import pathlib
-import re
 import shutil
 import tempfile
 
 import keras
 import tensorflow as tf
 
+from common import callbacks
+from common import checkpoint
+from common import files
 from common import folder_lock
 from common import machine
 from common import source
@@ -49,91 +59,6 @@ from common.cli import UserInputError
 
 SETTINGS = "settings.json"
 METRICS = "metrics.json"
-
-
-# ----------------------------------------------------------------------------
-# Atomic files
-
-
-def atomic_write(path, write):
-    """Calls write(temporary_path), then renames it to `path` (atomic on POSIX).
-
-    A write that fails (a full disk, a lost permission) leaves the previous version
-    of `path` as it was and no temporary file, and ends the run in one line.
-    """
-    path = pathlib.Path(path)
-    # Same suffix, so that writers that pick a format by suffix (Keras, matplotlib) agree.
-    partial = path.with_name(f".partial-{path.name}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(partial)
-        os.replace(partial, path)
-    except OSError as error:
-        with contextlib.suppress(OSError):  # its folder may be what failed
-            partial.unlink(missing_ok=True)
-        raise write_failure(path, error) from None
-
-
-def failure_reason(error):
-    """Why a write failed, in a few words: an OSError's reason, or the last clause
-    of TensorFlow's message ("...; No space left on device [Op:SaveV2]")."""
-    return getattr(error, "strerror", None) or re.sub(
-        r"\s*\[Op:\w+\]$", "", str(error).strip().splitlines()[-1]).rsplit("; ", 1)[-1]
-
-
-def write_failure(path, error):
-    """The one-line RunFailure for a file the run could not write."""
-    reason = failure_reason(error)
-    return RunFailure(f"{path}: cannot write it ({reason}); what the run saved before is "
-                      "kept: make room, or fix the path or its permission, and run the same "
-                      "command again to resume")
-
-
-def write_text(path, text):
-    atomic_write(path, lambda partial: partial.write_text(text))
-
-
-def write_json(path, data):
-    """Strict JSON, which every parser reads: a number that is not finite is written as
-    null, and a top-level dict gets "non_finite": {where: "inf" or "nan"} beside it."""
-    non_finite = {}
-    data = _finite_or_null(data, "", non_finite)
-    if non_finite and isinstance(data, dict):
-        data = dict(data, non_finite=non_finite)
-    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
-
-
-def _with_non_finite(data):
-    """`data` read back from write_json: its nulls that stood for inf or nan restored."""
-    for where, value in (data.pop("non_finite", None) or {}).items():
-        parent, key = None, None
-        node = data
-        for part in re.findall(r"[^.\[\]]+|\[\d+\]", where):
-            parent, key = node, int(part[1:-1]) if part.startswith("[") else part
-            node = node[key]
-        parent[key] = float(value)
-    return data
-
-
-def _finite_or_null(value, where, non_finite):
-    if isinstance(value, float) and not math.isfinite(value):
-        non_finite[where] = str(value)
-        return None
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item, f"{where}.{key}".lstrip("."), non_finite)
-                for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_null(item, f"{where}[{index}]", non_finite)
-                for index, item in enumerate(value)]
-    return value
-
-
-def save_figure(figure, path):
-    atomic_write(path, lambda partial: figure.savefig(partial, dpi=100))
-
-
-def save_model(model, path):
-    atomic_write(path, lambda partial: model.save(partial))
 
 
 # ----------------------------------------------------------------------------
@@ -149,8 +74,11 @@ class RunFolder:
     a typo in another flag never costs the old run.
     """
 
-    def __init__(self, path, tutorial, settings, restart=False, strategy=None, lock=True):
+    def __init__(self, path, tutorial, settings, restart=False, strategy=None, lock=True,
+                 own_files=()):
         self.path = pathlib.Path(path)
+        # What --restart may delete: the files every run writes, and the tutorial's own.
+        self.own_files = RUN_FILES | set(own_files)
         self.resume_from = self.path  # another worker's folder resumes from the chief's
         self.strategy = strategy or tf.distribute.get_strategy()
         self.tutorial = tutorial
@@ -169,7 +97,7 @@ class RunFolder:
         self.restart = restart and saved is not None
         if self.restart:
             foreign = [entry.name for entry in sorted(self.path.iterdir())
-                       if not _written_by_runs(entry)]
+                       if not self._written_by_runs(entry)]
             if foreign:
                 raise UserInputError(
                     f"--save_path={self.path}: --restart deletes a run's own files only, and "
@@ -189,7 +117,7 @@ class RunFolder:
         """
         if self.restart:
             for entry in self.path.iterdir():
-                if entry.name == folder_lock.LOCK or not _written_by_runs(entry):
+                if entry.name == folder_lock.LOCK or not self._written_by_runs(entry):
                     continue  # held by this process; not the run's
                 try:
                     if entry.is_dir() and not entry.is_symlink():
@@ -202,7 +130,8 @@ class RunFolder:
                                      "--save_path") from None
             self.restart = False
         if not self.file(SETTINGS).is_file():
-            write_json(self.file(SETTINGS), dict(tutorial=self.tutorial, settings=self.settings))
+            files.write_json(self.file(SETTINGS),
+                             dict(tutorial=self.tutorial, settings=self.settings))
 
     def file(self, name):
         return self.path / name
@@ -215,7 +144,7 @@ class RunFolder:
         """metrics.json of the run to resume, as a dict; {} before the first epoch ends."""
         path = self.resume_from / METRICS
         try:
-            metrics = _with_non_finite(json.loads(path.read_text()))
+            metrics = files.read_json(path.read_text())
             history = metrics.get("history", [])
             if not all(isinstance(epoch, dict) for epoch in history):
                 raise ValueError("history")
@@ -235,8 +164,114 @@ class RunFolder:
                        machine=machine.describe_machine(),
                        replicas=self.strategy.num_replicas_in_sync,
                        history=history)
-        write_json(self.file(METRICS), {**metrics, **results})
-        write_text(self.file("history.csv"), history_as_csv(history))
+        files.write_json(self.file(METRICS), {**metrics, **results})
+        files.write_text(self.file("history.csv"), files.history_as_csv(history))
+
+    # The protocol every trainer follows (module docstring).
+
+    def resume(self, model, extra=None):
+        """(epochs done, their history) of the run in the folder; (0, []) for a new one.
+
+        Restores `model`'s training state (weights, optimizer, random streams;
+        `extra`: more variables by name) from the checkpoint. Call once the data
+        and model are ready: on --restart the old run is deleted here, before
+        anything is restored. The history is cut to the checkpoint's epochs:
+        metrics.json is written just before the checkpoint, so after a crash
+        between the two it is one ahead.
+        """
+        self.begin()
+        wait_for_all_workers(self.strategy)  # so that none resumes from what the chief deletes
+        self.state = checkpoint.TrainingState(model, self.file("checkpoint"),
+                                              self.resume_from / "checkpoint", extra)
+        epochs_done = self.state.restore()
+        history = self.read_metrics().get("history", [])
+        if epochs_done > len(history):
+            raise UserInputError(f"{self.resume_from / METRICS}: records {len(history)} epochs "
+                                 f"but the checkpoint {epochs_done}; it is damaged: use "
+                                 "--restart to start the run over")
+        if history and not epochs_done:
+            print(f"note: {self.path}: no checkpoint to resume from (checkpoint/ is missing "
+                  "or empty), so the run starts over from epoch 1", flush=True)
+        if epochs_done:
+            print(f"Resuming {self.path} after epoch {epochs_done}.", flush=True)
+        return epochs_done, history[:epochs_done]
+
+    def end_epoch(self, history, training_weights=contextlib.nullcontext):
+        """Records the epoch that ends `history`: metrics.json and history.csv, then
+        the checkpoint. `training_weights`: a context manager that puts the weights
+        training goes on from into the model while it is saved (when a callback has
+        swapped in averaged weights)."""
+        self.write_metrics(history)
+        with training_weights():
+            self.state.save(len(history))
+
+    def finish(self, history, test_scalars=None, **results):
+        """The run's results in metrics.json beside its history, `test_scalars` in
+        TensorBoard too; then the run is over and other processes may open the folder."""
+        self.write_metrics(history, **results)
+        if test_scalars:
+            callbacks.log_test_metrics(self.file("tensorboard"), len(history), test_scalars)
+        self.close()
+
+    def tensorboard(self):
+        """Keras' TensorBoard callback into tensorboard/ (callbacks.tensorboard)."""
+        return callbacks.tensorboard(self.file("tensorboard"), self.settings)
+
+    def save_model(self, model, name):
+        files.save_model(model, self.file(name))
+
+    def write_json(self, name, data):
+        files.write_json(self.file(name), data)
+
+    def write_text(self, name, text):
+        files.write_text(self.file(name), text)
+
+    def save_figure(self, name, draw):
+        """The figure that draw() returns, as the file `name`."""
+        files.save_figure(draw(), self.file(name))
+
+    def load_weights(self, model, name):
+        """The weights saved as `name` (the best epoch's model) into `model`."""
+        checkpoint.load_saved_weights(model, self.resume_from / name)
+
+    def _written_by_runs(self, entry):
+        return (entry.name in self.own_files or entry.suffix == ".png"
+                or entry.name.startswith(".partial-")
+                # imdb_sentiment.compare's folder holds each model's run folder
+                or (entry.is_dir() and (entry / SETTINGS).is_file()))
+
+
+class NoRunFolder:
+    """A run that keeps nothing on disk (no --save_path): RunFolder's calls, doing nothing."""
+
+    path = None
+
+    def resume(self, model, extra=None):
+        return 0, []
+
+    def end_epoch(self, history, training_weights=None):
+        pass
+
+    def finish(self, history, test_scalars=None, **results):
+        pass
+
+    def tensorboard(self):
+        return keras.callbacks.Callback()  # a callback that does nothing
+
+    def save_model(self, model, name):
+        pass
+
+    def write_json(self, name, data):
+        pass
+
+    def write_text(self, name, text):
+        pass
+
+    def save_figure(self, name, draw):
+        pass  # nothing drawn
+
+    def load_weights(self, model, name):
+        raise RunFailure(f"no run folder to load {name} from; give --save_path")
 
 
 def saved_settings(path, tutorial):
@@ -262,15 +297,10 @@ def saved_settings(path, tutorial):
     return settings
 
 
-# What the trainers write into a run folder; --restart deletes these and nothing else.
+# What every trainer writes into a run folder (and *.png); --restart deletes these,
+# the tutorial's own files (RunFolder's own_files) and nothing else.
 RUN_FILES = {SETTINGS, METRICS, "history.csv", "checkpoint", "model.keras", "tensorboard",
-             "vocabulary.json", "evaluation.json", "results.md", "results.csv", folder_lock.LOCK}
-
-
-def _written_by_runs(entry):
-    return (entry.name in RUN_FILES or entry.suffix == ".png" or entry.name.startswith(".partial-")
-            # imdb_sentiment.compare's folder holds each model's run folder
-            or (entry.is_dir() and (entry / SETTINGS).is_file()))
+             folder_lock.LOCK}
 
 
 def _check_writable(path):
@@ -283,26 +313,28 @@ def _check_writable(path):
                              "writable folder); choose another --save_path")
 
 
-def open_run(save_path, tutorial, settings, restart=False, strategy=None):
-    """The RunFolder at save_path, or None when save_path is None (nothing saved).
+def open_run(save_path, tutorial, settings, restart=False, strategy=None, own_files=()):
+    """The RunFolder at save_path, or a NoRunFolder when save_path is None (nothing saved).
 
     On a worker other than the chief, a scratch folder that resumes from
     save_path (see the module docstring).
     """
     if not save_path:
-        return None
+        return NoRunFolder()
     # Part of the settings: a run goes on in the precision it started in.
     settings = dict(settings, dtype_policy=keras.mixed_precision.global_policy().name)
     strategy = strategy or tf.distribute.get_strategy()
     # Every worker runs the folder's checks, so that a refused run stops them all;
     # the chief, or the only process, locks the folder.
     chief = strategy.extended.should_checkpoint
-    folder = RunFolder(save_path, tutorial, settings, restart, strategy, lock=chief)
+    folder = RunFolder(save_path, tutorial, settings, restart, strategy, lock=chief,
+                       own_files=own_files)
     if chief:
         return folder
     scratch = tempfile.mkdtemp(prefix=f"{tutorial}-worker-")
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    run = RunFolder(scratch, tutorial, settings, strategy=strategy, lock=False)
+    run = RunFolder(scratch, tutorial, settings, strategy=strategy, lock=False,
+                    own_files=own_files)
     run.resume_from = pathlib.Path(save_path)
     return run
 
@@ -319,15 +351,6 @@ def data_setting(data_path):
     return os.path.abspath(data_path) if data_path else None
 
 
-def history_as_csv(history):
-    columns = list(dict.fromkeys(key for epoch in history for key in epoch))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return text.getvalue()
-
-
 def _differences(saved, wanted):
     """The settings that differ, as "name saved -> wanted", or "" if none do. A
     setting that a run folder lacks (the package gained it later) matches when
@@ -342,102 +365,7 @@ def _differences(saved, wanted):
 
 
 # ----------------------------------------------------------------------------
-# The training state: everything an exact resume needs
-
-
-class TrainingState:
-    """Weights, optimizer, random streams and epochs done, in `run/checkpoint/`.
-
-    Why not Keras' BackupAndRestore: it saves weights and optimizer but not the
-    seed generators, so dropout masks restart after a resume (without them the
-    resume tests in tests/test_mnist_lstm.py fail). tf.train.Checkpoint(model=...)
-    saves a Keras 3 model's weights only through the optimizer and misses the
-    seed generators too, so the model's variables are listed explicitly. `extra` adds
-    other variables (e.g. a weight average). The best model and the history are
-    written by common/callbacks.py's BestModel and EpochCheckpoint, atomically,
-    where Keras' ModelCheckpoint and CSVLogger write in place.
-    """
-
-    def __init__(self, run, model, extra=None):
-        self.run = run
-        self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            model_variables=list(model.variables), optimizer=model.optimizer,
-            epochs_done=self.epochs_done, **(extra or {}))
-        self.manager = None
-
-    def restore(self):
-        """Loads the latest checkpoint, if any; returns the number of epochs done.
-
-        Call after `run.begin()`: the folder is read as it is then (after a
-        --restart, empty). Checkpoints restore under any strategy, whatever
-        the number of replicas that wrote them.
-        """
-        if not self.run:
-            return 0
-        folder = self.run.resume_from / "checkpoint"
-        latest = None
-        try:  # a damaged index or data file fails in many ways, all of them one line here
-            self.manager = tf.train.CheckpointManager(
-                self.checkpoint, self.run.file("checkpoint"), max_to_keep=1)
-            latest = tf.train.latest_checkpoint(str(folder))
-            if latest:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except Exception as error:
-            raise UserInputError(
-                f"{latest or folder}: cannot resume from it ({type(error).__name__}); it is "
-                "damaged or from another version; use --restart to start the run over")
-        return int(self.epochs_done)
-
-    def save(self, epochs_done):
-        self.epochs_done.assign(epochs_done)
-        if not self.manager:
-            return
-        try:
-            self.manager.save()  # "latest" moves to the new checkpoint once it is complete
-        except (tf.errors.OpError, OSError) as error:
-            # The latest complete checkpoint stays; the unfinished one goes.
-            for unfinished in pathlib.Path(self.manager.directory).glob("*_temp*"):
-                shutil.rmtree(unfinished, ignore_errors=True)
-            raise write_failure(pathlib.Path(self.manager.directory), error) from None
-
-
-def resume(run, state):
-    """(epochs done, their history) of the run in the folder; (0, []) for a new one.
-
-    The history is cut to the checkpoint's epochs: metrics.json is written just
-    before the checkpoint, so after a crash between the two it is one ahead.
-    """
-    if run:
-        run.begin()  # on --restart, the old run goes here, before anything is restored
-        wait_for_all_workers(run.strategy)  # so that none resumes from what the chief deletes
-    epochs_done = state.restore()
-    if not run:
-        return 0, []
-    history = run.read_metrics().get("history", [])
-    if epochs_done > len(history):
-        raise UserInputError(f"{run.resume_from / METRICS}: records {len(history)} epochs but "
-                             f"the checkpoint {epochs_done}; it is damaged: use --restart to "
-                             "start the run over")
-    if history and not epochs_done:
-        print(f"note: {run.path}: no checkpoint to resume from (checkpoint/ is missing or "
-              f"empty), so the run starts over from epoch 1", flush=True)
-    if epochs_done:
-        print(f"Resuming {run.path} after epoch {epochs_done}.", flush=True)
-    return epochs_done, history[:epochs_done]
-
-
-# ----------------------------------------------------------------------------
 # A finished run
-
-
-def load_saved_weights(model, path):
-    """The weights of the model saved at `path` (the best epoch's) into `model`."""
-    try:
-        model.load_weights(path)
-    except Exception as error:  # missing, damaged: Keras raises many types
-        raise UserInputError(f"{path}: cannot load the best epoch's model "
-                             f"({type(error).__name__}); use --restart to train again")
 
 
 def load_finished_run(save_path, tutorial, how_to_train):

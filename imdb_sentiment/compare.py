@@ -23,22 +23,22 @@ import time
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up logs)
 from absl import flags
-import matplotlib
+import matplotlib.figure  # drawn without pyplot: no display or backend needed
+import matplotlib.ticker
 
-matplotlib.use("Agg")  # files only, no display needed
-from matplotlib import pyplot  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-
-from common import cli  # noqa: E402
-from common import machine  # noqa: E402
-from common import run_folder  # noqa: E402
-from common import strategy as strategy_lib  # noqa: E402
-from common import training  # noqa: E402
-from imdb_sentiment import data  # noqa: E402
-from imdb_sentiment import model as model_lib  # noqa: E402
-from imdb_sentiment import train  # noqa: E402
+from common import cli
+from common import machine
+from common import run_folder
+from common import strategy as strategy_lib
+from common import training
+from imdb_sentiment import data
+from imdb_sentiment import model as model_lib
+from imdb_sentiment import train
 
 FLAGS = flags.FLAGS
+
+# What a comparison writes into its folder beside each model's run folder.
+RESULTS = ("results.md", "results.csv", "curves.png")
 
 COLUMNS = ("model", "parameters", "test_accuracy", "test_loss", "best_epoch", "epochs_run",
            "seconds_per_epoch")
@@ -49,7 +49,8 @@ def compare(config, strategy, save_path, data_path=None, restart=False, verbose=
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "rnn"}
     settings.update(data_path=run_folder.data_setting(data_path))
     run = run_folder.RunFolder(save_path, "imdb_sentiment.compare", settings, restart,
-                               strategy, lock=strategy.extended.should_checkpoint)
+                               strategy, lock=strategy.extended.should_checkpoint,
+                               own_files=RESULTS)
     start = time.perf_counter()
     reviews = data.load_data(config, data_path)  # once, for all three
     run.begin()
@@ -73,28 +74,29 @@ def write_results(run, results, wall_seconds, averaged):
     table = _markdown_table(rows)
     print(table)
     print(f"wall time {wall_seconds / 60:.1f} min; results in {run.path}/")
-    run_folder.write_text(run.file("results.md"), table + "\n")
+    run.write_text("results.md", table + "\n")
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    run_folder.write_text(run.file("results.csv"), text.getvalue())
-    run_folder.write_json(run.file(run_folder.METRICS), dict(
+    run.write_text("results.csv", text.getvalue())
+    run.write_json(run_folder.METRICS, dict(
         tutorial=run.tutorial, settings=run.settings, machine=machine.describe_machine(),
         wall_seconds=wall_seconds,  # of this command; a resumed run's earlier part is not in it
         training_seconds=sum(metrics["training_seconds"] for metrics in results),
         results=results))
-    plot_curves(results, run.file("curves.png"), averaged=averaged)
+    run.save_figure("curves.png", lambda: curves_figure(results, averaged=averaged))
 
 
-def plot_curves(results, path, averaged=False):
+def curves_figure(results, averaged=False):
     """Loss and accuracy per epoch: solid = training, dashed = validation.
 
     averaged: validation used the running weight average (train.EpochWeightAverage),
     while the training curve is measured on the weights being trained.
     """
     validation = "validation (averaged weights)" if averaged else "validation"
-    figure, axes = pyplot.subplots(1, 2, figsize=(11, 4))
+    figure = matplotlib.figure.Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2)
     for metrics, color in zip(results, ("tab:red", "tab:blue", "tab:green")):
         history = {key: [epoch[key] for epoch in metrics["history"]]
                    for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
@@ -113,8 +115,7 @@ def plot_curves(results, path, averaged=False):
     axes[1].legend(fontsize=8)
     figure.suptitle("IMDB sentiment: Embedding -> RNN(128) -> Dense (dot: restored best epoch)")
     figure.tight_layout()
-    run_folder.save_figure(figure, path)
-    pyplot.close(figure)
+    return figure
 
 
 def _row(metrics):

@@ -24,6 +24,7 @@ from common import cli
 from common import layers  # noqa: F401  (registers ReplicaDropout, which the saved models use)
 from common import run_folder
 from imdb_sentiment import data
+from imdb_sentiment import train
 
 FLAGS = flags.FLAGS
 
@@ -45,7 +46,7 @@ def load_classifier(save_path):
     model, config = run_folder.load_finished_run(
         folder, "imdb_sentiment", "train one with --save_path first")
     try:
-        vocabulary = json.loads((folder / "vocabulary.json").read_text())
+        vocabulary = json.loads((folder / train.VOCABULARY).read_text())
     except (OSError, ValueError) as error:
         raise cli.UserInputError(
             f"--save_path={folder}: vocabulary.json missing or unreadable "

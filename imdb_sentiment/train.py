@@ -149,6 +149,10 @@ class EpochWeightAverage(keras.callbacks.Callback):
         self.model.set_weights([v.numpy() for v in self.average])
 
 
+# In the run folder beside model.keras: the words in id order, for predict.py.
+VOCABULARY = "vocabulary.json"
+
+
 def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews=None,
                        restart=False, verbose=None):
     """Trains config.rnn, evaluates once on the test set, returns a dict of metrics.
@@ -160,7 +164,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     """
     training.check_global_batch(config.batch_size, strategy)
     settings = dict(dataclasses.asdict(config), data_path=run_folder.data_setting(data_path))
-    run = run_folder.open_run(save_path, "imdb_sentiment", settings, restart, strategy)
+    run = run_folder.open_run(save_path, "imdb_sentiment", settings, restart, strategy,
+                              own_files=[VOCABULARY])
     if reviews is None:
         reviews = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
@@ -175,12 +180,10 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
         model.optimizer.build(model.trainable_variables)  # so that a checkpoint can fill it
     averaging = (EpochWeightAverage(model, config.weight_averaging)
                  if config.weight_averaging else None)
-    state = run_folder.TrainingState(run, model, extra=averaging and averaging.variables)
-    first_epoch, history = run_folder.resume(run, state)
-    if run:
-        run_folder.write_json(run.file("vocabulary.json"), reviews.vocabulary)  # for predict.py
+    first_epoch, history = run.resume(model, extra=averaging and averaging.variables)
+    run.write_json(VOCABULARY, reviews.vocabulary)  # for predict.py
 
-    best = callbacks.BestModel(run and run.file("model.keras"), "val_accuracy", history)
+    best = callbacks.BestModel(run, "model.keras", "val_accuracy", history)
     stopping = callbacks.EarlyStopping("val_accuracy", config.patience, history)
     if first_epoch < config.epochs and not stopping.stopped_before():
         epoch_callbacks = [
@@ -192,8 +195,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
             *([averaging] if averaging else []),
             best,  # after the averaging: keeps the averaged weights
             stopping,
-            *filter(None, [callbacks.tensorboard(run)]),
-            callbacks.EpochCheckpoint(run, state, history, training_weights=(
+            run.tensorboard(),
+            callbacks.EpochCheckpoint(run, history, training_weights=(
                 averaging.training_weights if averaging else contextlib.nullcontext)),
         ]
         training.fit(
@@ -205,16 +208,11 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
             initial_epoch=first_epoch, epochs=config.epochs,
             steps_per_epoch=steps_per_epoch, callbacks=epoch_callbacks,
             verbose=callbacks.progress_verbosity() if verbose is None else verbose,
-            # XLA fuses the recurrent layer's per-step loop: 1.7x faster LSTM epochs on
-            # a 2-core CPU (docs/performance.md); training.py says where it applies.
+            # XLA fuses the recurrent layer's per-step loop (docs/performance.md);
+            # training.py says where it applies.
             jit_compile=True)
 
-    # The test set sees the best epoch's weights: kept by BestModel, or saved by a
-    # run before a restart.
-    if best.weights is not None:
-        model.set_weights(best.weights)
-    else:
-        run_folder.load_saved_weights(model, run.resume_from / "model.keras")
+    best.best_weights_into(model)  # the test set sees the best epoch's weights
     test = training.evaluate(
         model, strategy, data.evaluation_batches(reviews.x_test, reviews.y_test, config),
         loss=model_lib.loss, metrics=model_lib.METRICS, jit_compile=True)
@@ -232,11 +230,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
         seconds_per_epoch=statistics.median(seconds[1:] or seconds),
         training_seconds=sum(seconds),
     )
-    if run:
-        run.write_metrics(history, **metrics)
-        callbacks.log_test_metrics(run, len(history), dict(
-            test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
-        run.close()
+    run.finish(history, test_scalars=dict(test_accuracy=metrics["test_accuracy"],
+                                          test_loss=metrics["test_loss"]), **metrics)
     return dict(metrics, history=history)
 
 

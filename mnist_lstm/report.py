@@ -1,13 +1,12 @@
-"""The final report: metrics from test predictions, a text summary, two PNG figures."""
+"""The final report: metrics from test predictions, a text summary, two figures.
 
-import matplotlib
+The figures are matplotlib's Figure objects, drawn without pyplot, so that no
+display or backend is needed (servers, CI).
+"""
 
-matplotlib.use("Agg")  # files only; no display needed (servers, CI)
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-
-from common import run_folder  # noqa: E402
+import matplotlib.figure
+import matplotlib.ticker
+import numpy as np
 
 
 def metrics_from_predictions(probabilities, labels, class_names):
@@ -55,7 +54,7 @@ def format_report(metrics, class_names):
     return "\n".join(lines)
 
 
-def plot_training_curves(history, path, title):
+def training_curves(history, title):
     """Loss and accuracy per epoch, train vs validation, side by side.
 
     Args:
@@ -65,7 +64,8 @@ def plot_training_curves(history, path, title):
     history = {key: np.array([epoch[key] for epoch in history]) for key in history[0]}
     epochs = history["epoch"]
     best_epoch = int(epochs[int(np.argmax(history["val_accuracy"]))])
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = matplotlib.figure.Figure(figsize=(11, 4))
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch ({best_epoch})")
         axes.plot(epochs, history[metric], "o-", markersize=3, label="train")
@@ -79,12 +79,11 @@ def plot_training_curves(history, path, title):
     # early on it sits below validation accuracy; that is not a bug.
     figure.suptitle(title)
     figure.tight_layout()
-    run_folder.save_figure(figure, path)
-    plt.close(figure)
+    return figure
 
 
-def plot_predictions(images, labels, probabilities, class_names, path, title,
-                     sample_rows=4, mistake_rows=2, cols=10):
+def predictions_figure(images, labels, probabilities, class_names, title,
+                       sample_rows=4, mistake_rows=2, cols=10):
     """Test images with their predicted labels; mistakes in red with the true label.
 
     Top: the first test images, not hand-picked, so the share of red frames is an
@@ -93,7 +92,8 @@ def plot_predictions(images, labels, probabilities, class_names, path, title,
     """
     predictions = probabilities.argmax(axis=1)
     mistakes = np.flatnonzero(predictions != labels)
-    figure = plt.figure(figsize=(cols * 1.25, (sample_rows + mistake_rows) * 1.5 + 1.2))
+    figure = matplotlib.figure.Figure(
+        figsize=(cols * 1.25, (sample_rows + mistake_rows) * 1.5 + 1.2))
     top, bottom = figure.subfigures(2, 1, height_ratios=[sample_rows + 0.5, mistake_rows + 0.6])
     sample = np.arange(min(sample_rows * cols, len(images)))
     shown_wrong = int((predictions[sample] != labels[sample]).sum())
@@ -104,8 +104,7 @@ def plot_predictions(images, labels, probabilities, class_names, path, title,
                 predictions, class_names)
     bottom.suptitle(f"the first {min(len(mistakes), mistake_rows * cols)} of all "
                     f"{len(mistakes)} mistakes on the {len(labels)} test images", fontsize=10)
-    run_folder.save_figure(figure, path)
-    plt.close(figure)
+    return figure
 
 
 def _image_grid(figure, indices, rows, cols, images, labels, predictions, class_names):

@@ -121,6 +121,10 @@ def compile_model(model, config, steps_per_epoch):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
 
 
+# What --evaluate writes into a run folder beside the trainer's files.
+EVALUATION = "evaluation.json"
+
+
 def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart=False,
                        extra_callbacks=(), verbose=None):
     """Trains (or resumes), then reports on the test set with the best epoch's model.
@@ -130,7 +134,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
     """
     training.check_global_batch(config.batch_size, strategy)
     settings = dict(dataclasses.asdict(config), data_path=run_folder.data_setting(data_path))
-    run = run_folder.open_run(save_path, "mnist_lstm", settings, restart, strategy)
+    run = run_folder.open_run(save_path, "mnist_lstm", settings, restart, strategy,
+                              own_files=[EVALUATION])
     splits = data.load_data(config, data_path)
     keras.utils.set_random_seed(config.seed)  # initial weights and dropout
     train_images, train_labels = splits["train"]
@@ -144,9 +149,8 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
           f"parameters: {model.count_params():,} | train / validation / test examples: "
           f"{len(train_labels):,} / {len(splits['validation'][1]):,} / {len(splits['test'][1]):,}")
 
-    state = run_folder.TrainingState(run, model)
-    first_epoch, history = run_folder.resume(run, state)
-    best = callbacks.BestModel(run and run.file("model.keras"), "val_accuracy", history)
+    first_epoch, history = run.resume(model)  # (0, []) for a new run
+    best = callbacks.BestModel(run, "model.keras", "val_accuracy", history)
     if first_epoch < config.epochs:
         training.fit(
             model, strategy,
@@ -156,16 +160,11 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
             loss=LOSS, metrics=METRICS,
             initial_epoch=first_epoch, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
             callbacks=[callbacks.EpochTimer(examples_per_epoch=len(train_labels)), best,
-                       *extra_callbacks, *filter(None, [callbacks.tensorboard(run)]),
-                       callbacks.EpochCheckpoint(run, state, history)],
+                       *extra_callbacks, run.tensorboard(),
+                       callbacks.EpochCheckpoint(run, history)],
             verbose=callbacks.progress_verbosity() if verbose is None else verbose)
 
-    # The test set sees the best epoch's weights: kept by BestModel, or saved by a
-    # run before a restart.
-    if best.weights is not None:
-        model.set_weights(best.weights)
-    else:
-        run_folder.load_saved_weights(model, run.resume_from / "model.keras")
+    best.best_weights_into(model)  # the test set sees the best epoch's weights
     metrics = report_on_test(model, config, splits["test"], run, strategy)
     best_index = int(np.argmax([epoch["val_accuracy"] for epoch in history]))
     training_seconds = sum(epoch["seconds"] for epoch in history)
@@ -176,16 +175,13 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
         training_seconds=training_seconds,
         train_examples_per_second=len(train_labels) * len(history) / training_seconds,
     )
-    if run:
-        run.write_metrics(history, **metrics)
-        callbacks.log_test_metrics(run, len(history), dict(
-            test_accuracy=metrics["test_accuracy"], test_loss=metrics["test_loss"]))
-        report.plot_training_curves(history, run.file("curves.png"), title=_title(config, metrics))
-        run.close()
+    run.save_figure("curves.png", lambda: report.training_curves(history, _title(config, metrics)))
+    run.finish(history, test_scalars=dict(test_accuracy=metrics["test_accuracy"],
+                                          test_loss=metrics["test_loss"]), **metrics)
     return dict(metrics, history=history)
 
 
-def report_on_test(model, config, test, run=None, strategy=None, name="predictions"):
+def report_on_test(model, config, test, run, strategy=None, name="predictions"):
     """Predicts the test set once; prints the report, draws `<name>.png` into the run."""
     test_images, test_labels = test
     class_names = data.CLASS_NAMES[config.dataset]
@@ -194,9 +190,8 @@ def report_on_test(model, config, test, run=None, strategy=None, name="predictio
     metrics.update(parameters=model.count_params(),
                    replicas=strategy.num_replicas_in_sync if strategy else 1)
     print(report.format_report(metrics, class_names))
-    if run:
-        report.plot_predictions(test_images, test_labels, probabilities, class_names,
-                                run.file(f"{name}.png"), title=_title(config, metrics))
+    run.save_figure(f"{name}.png", lambda: report.predictions_figure(
+        test_images, test_labels, probabilities, class_names, title=_title(config, metrics)))
     return metrics
 
 
@@ -210,14 +205,14 @@ def evaluate_run(save_path, strategy, data_path=None):
     with strategy.scope():
         model, settings = run_folder.load_finished_run(
             save_path, "mnist_lstm", "train one first (run without --evaluate)")
-    run = run_folder.RunFolder(save_path, "mnist_lstm", settings)
+    run = run_folder.RunFolder(save_path, "mnist_lstm", settings, own_files=[EVALUATION])
     data_path = data_path or settings.pop("data_path")
     config = Config(**{field.name: settings[field.name] for field in dataclasses.fields(Config)})
     metrics = report_on_test(model, config, data.load_test_data(config, data_path), run,
                              strategy, name="evaluation")
-    run_folder.write_json(run.file("evaluation.json"), metrics)
+    run.write_json(EVALUATION, metrics)
     run.close()
-    print(f"wrote {run.file('evaluation.json')} and {run.file('evaluation.png')}")
+    print(f"wrote {run.file(EVALUATION)} and {run.file('evaluation.png')}")
     return metrics
 
 

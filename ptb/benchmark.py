@@ -55,12 +55,52 @@ from common import cli
 from common import machine
 from common import strategy as strategy_lib
 from common import training
+from ptb import engine
 from ptb import fast_cpu
 from ptb import ptb_word_lm
 from ptb.fast_cpu import step as fast_step
-from ptb.fast_cpu import variants
 
 PTB_TEST_WORDS = 82_430
+
+
+# ----------------------------------------------------------------------------
+# The trainer's steps on either path, or on one part of the fast path alone (the
+# tests hold the fast path to the plain one with these too)
+
+
+def build_trainer(config, strategy, path=None, seed=0):
+    """engine.Steps as the trainer builds them, on `path` (None: the engine's choice)."""
+    with strategy.scope():
+        model = ptb_word_lm.build_model(config, num_steps=config.num_steps, seed=seed)
+        model.compile(optimizer=ptb_word_lm.sgd(config))
+    return engine.compile(model, config, strategy, ptb_word_lm.window_cost, path)
+
+
+# The fast path's two halves, each on its own.
+CPU_LAYERS_ONLY = dataclasses.replace(
+    fast_cpu.PLAIN, name="CPU layers, plain step",
+    lstm_layer=fast_cpu.WindowLSTM, output_layer=fast_cpu.BiasRowDense)
+CPU_STEP_ONLY = dataclasses.replace(
+    fast_cpu.FAST, name="Keras layers, CPU step (XLA, loss gradient, sparse update)",
+    lstm_layer=keras.layers.LSTM, output_layer=keras.layers.Dense)
+
+
+def part_trainers(config, strategy, seed=0):
+    """{name: trainer} for each half of the fast path alone."""
+    return {path.name: build_trainer(config, strategy, path, seed)
+            for path in (CPU_LAYERS_ONLY, CPU_STEP_ONLY)}
+
+
+def random_windows(config, num_windows, seed=0):
+    """`num_windows` windows of random word ids, through the trainer's pipeline."""
+    num_ids = config.batch_size * (num_windows * config.num_steps + 1)
+    ids = np.random.default_rng(seed).integers(0, config.vocab_size, size=num_ids)
+    return ptb_word_lm.window_dataset(ids, config, name="random ids")
+
+
+def train_windows(steps, config, windows):
+    """Trains on `windows` as the trainer's epoch loop does."""
+    ptb_word_lm.run_epoch(steps.train_step, steps.initial_state, windows, config)
 
 
 def flops_per_word(config):
@@ -78,7 +118,7 @@ def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
     The trainers take turns, pass by pass, so that the machine's slow phases
     (docs/performance.md) fall on all of them alike; warm-up passes are not timed.
     """
-    windows = variants.random_windows(config, steps)
+    windows = random_windows(config, steps)
     rates = {name: [] for name in trainers}
     faults = {name: 0 for name in trainers}
     system_seconds = {name: 0.0 for name in trainers}
@@ -86,7 +126,7 @@ def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
         for name, trainer in trainers.items():
             before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
-            variants.train_windows(trainer, config, windows)
+            train_windows(trainer, config, windows)
             seconds = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_SELF)
             if call >= warmup_calls:
@@ -98,15 +138,14 @@ def training_words_per_second(trainers, config, steps, calls, warmup_calls=1):
                    1e3 * system_seconds[name] / timed_windows) for name, r in rates.items()}
 
 
-def evaluation_words_per_second(model, config, num_words, path):
-    """Words/s of the test stream as the trainer evaluates it after training on `path`."""
-    path = fast_cpu.stream_path(path)
-    eval_model = ptb_word_lm.build_eval_model(config, model, dtype=path.dtype)
+def evaluation_words_per_second(steps, config, num_words):
+    """Words/s of the test stream as the trainer evaluates it after training with `steps`."""
+    eval_model = steps.stream_model()
     ids = np.random.default_rng(1).integers(0, config.vocab_size, num_words, dtype=np.int32)
     # The first call (a warm-up) traces the step.
-    ptb_word_lm.evaluate_stream(eval_model, config, ids[:1000], path=path)
+    ptb_word_lm.evaluate_stream(eval_model, config, ids[:1000])
     start = time.perf_counter()
-    ptb_word_lm.evaluate_stream(eval_model, config, ids, path=path)
+    ptb_word_lm.evaluate_stream(eval_model, config, ids)
     seconds = time.perf_counter() - start
     return (num_words - 1) / seconds, seconds
 
@@ -182,15 +221,14 @@ def step_stages(config):
     """{stage: function}: the trainer's step on one window, cut after each
     stage, so that the differences say what the backward pass, the global norm
     of the gradient and the SGD update cost inside the whole step. The last is
-    the trainer's own step (make_steps); the others compile as it does."""
-    strategy = tf.distribute.get_strategy()
-    path = fast_cpu.path_for(strategy, config)
-    model = ptb_word_lm.build_training_model(config, path)
-    inputs, targets = next(iter(variants.random_windows(config, 1)))
+    the trainer's own step (engine.compile); the others compile as it does."""
+    steps = build_trainer(config, tf.distribute.get_strategy())
+    model, path = steps.model, steps.path
+    inputs, targets = next(iter(random_windows(config, 1)))
     state = ptb_word_lm.zero_state(config, config.batch_size)
     variables = model.trainable_variables
 
-    def loss():  # the trainer's (make_steps), on the whole batch
+    def loss():  # the trainer's (engine.compile), on the whole batch
         logits, *_ = model([inputs, *state], training=True)
         return ptb_word_lm.window_cost(path.word_losses(targets, logits), config.batch_size)
 
@@ -209,9 +247,8 @@ def step_stages(config):
     }
     stages = {name: tf.function(stage, jit_compile=path.jit_compile)
               for name, stage in stages.items()}
-    train_step, _, initial_state = ptb_word_lm.make_steps(model, config, strategy, path)
     stages["whole step: + the SGD update (the trainer's)"] = (
-        lambda: train_step(inputs, targets, initial_state())[0])
+        lambda: steps.train_step(inputs, targets, steps.initial_state())[0])
     return stages
 
 
@@ -237,11 +274,11 @@ def operation_profile(trainer, config, windows=40, top=12):
     import tempfile
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    data = variants.random_windows(config, windows)
-    variants.train_windows(trainer, config, data)  # warm-up: traces and compiles
+    data = random_windows(config, windows)
+    train_windows(trainer, config, data)  # warm-up: traces and compiles
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        variants.train_windows(trainer, config, data)
+        train_windows(trainer, config, data)
         tf.profiler.experimental.stop()
         (trace,) = glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)
         space = xplane_pb2.XSpace.FromString(open(trace, "rb").read())
@@ -365,8 +402,8 @@ def main(argv):
 
     if FLAGS.profile:
         for name, profiled in (
-                ("plain Keras", variants.build_trainer(config, strategy, fast_cpu.PLAIN)),
-                ("this package", variants.build_trainer(config, strategy))):
+                ("plain Keras", build_trainer(config, strategy, fast_cpu.PLAIN)),
+                ("this package", build_trainer(config, strategy))):
             print(f"profile ({name}), summed over threads, per window:")
             rows = operation_profile(profiled, config)
             for operation, milliseconds, calls in rows:
@@ -374,14 +411,13 @@ def main(argv):
             if not rows:  # tiny models run their operations inline, unrecorded
                 print("  (no operations on the executor's threads to show)")
 
-    trainers = {"this package": variants.build_trainer(config, strategy, seed=FLAGS.seed)}
+    trainers = {"this package": build_trainer(config, strategy, seed=FLAGS.seed)}
     if FLAGS.compare_plain:
-        trainers["plain Keras"] = variants.build_trainer(config, strategy, fast_cpu.PLAIN,
+        trainers["plain Keras"] = build_trainer(config, strategy, fast_cpu.PLAIN,
                                                          seed=FLAGS.seed)
     if FLAGS.variants:
-        trainers.update(variants.part_trainers(config, strategy, seed=FLAGS.seed))
-    model = trainers["this package"][0]
-    print(f"parameters: {model.count_params():,}")
+        trainers.update(part_trainers(config, strategy, seed=FLAGS.seed))
+    print(f"parameters: {trainers['this package'].model.count_params():,}")
     rates = training_words_per_second(trainers, config, FLAGS.steps, FLAGS.calls)
     best = rates["this package"][0]
     for name, (name_best, name_median, faults, system_ms) in rates.items():
@@ -392,7 +428,7 @@ def main(argv):
               + (f" | this package: {best / name_best:.2f}x" if name != "this package" else ""))
     if FLAGS.eval_words:
         words_per_second, seconds = evaluation_words_per_second(
-            model, config, FLAGS.eval_words, fast_cpu.path_for(strategy, config))
+            trainers["this package"], config, FLAGS.eval_words)
         print(f"eval (batch 1 stream): {words_per_second:7.0f} words/s, "
               f"{FLAGS.eval_words:,} words in {seconds:.1f} s | "
               f"{words_per_second * per_word / 3 / 1e9:.1f} GFLOP/s")

@@ -24,9 +24,8 @@ import tensorflow as tf
 
 from common import cli
 from common import run_folder
-from ptb import fast_cpu
 from ptb import ptb_word_lm
-from ptb import report
+from ptb import record
 from ptb.reader import END_OF_SENTENCE, UNKNOWN
 
 
@@ -35,7 +34,6 @@ class LanguageModel:
     model: keras.Model  # the trained weights, batch 1, windows of any length
     config: ptb_word_lm.Config
     words: tuple  # id -> word
-    path: fast_cpu.Path = fast_cpu.PLAIN  # how to compute (fast_cpu.path_for)
 
     @property
     def word_to_id(self):
@@ -90,19 +88,18 @@ def load(save_path):
     """The model that `python -m ptb.ptb_word_lm --save_path=save_path` trained."""
     folder = pathlib.Path(save_path)
     model, config = load_trained_model(folder)
-    vocabulary = folder / report.VOCABULARY
+    vocabulary = folder / record.VOCABULARY
     try:
         words = tuple(json.loads(vocabulary.read_text()))
     except (OSError, ValueError) as error:
         raise cli.UserInputError(
-            f"--save_path={folder}: {report.VOCABULARY} missing or unreadable "
+            f"--save_path={folder}: {record.VOCABULARY} missing or unreadable "
             f"({type(error).__name__}); run the trainer's command again: a finished run adds it")
     if len(words) != config.vocab_size or END_OF_SENTENCE not in words:
         raise cli.UserInputError(f"{vocabulary}: not the model's vocabulary of "
                                  f"{config.vocab_size} words with {END_OF_SENTENCE}; train "
                                  "again with --restart")
-    return LanguageModel(model, config, words,
-                         fast_cpu.path_for(tf.distribute.get_strategy(), config))
+    return LanguageModel(model, config, words)
 
 
 def define_save_path_flag():

@@ -2,17 +2,15 @@
 
 A TensorFlow 2 / Keras 3 reproduction of the TensorFlow tutorial
 (tensorflow/models, tutorials/rnn/ptb): the same presets, initialisation, loss,
-optimiser, learning-rate schedule and evaluation, so its table is the bar.
+optimiser, learning-rate schedule and evaluation, so its table is the bar:
 
-| preset | epochs | tutorial train / valid / test | this code: train / valid / test   |
-|--------|--------|-------------------------------|-----------------------------------|
-| small  | 13     | 37.99 / 121.39 / 115.91       | 41.04 / 118.61 / 114.03 (note 1)  |
-| medium | 39     | 48.45 /  86.16 /  82.07       | not yet run                       |
-| large  | 55     | 37.87 /  82.62 /  78.29       | not yet run                       |
+| preset | epochs | train perplexity | valid perplexity | test perplexity |
+|--------|--------|------------------|------------------|-----------------|
+| small  | 13     | 37.99            | 121.39           | 115.91          |
+| medium | 39     | 48.45            |  86.16           |  82.07          |
+| large  | 55     | 37.87            |  82.62           |  78.29          |
 
-(1) The mean of seeds 0, 1 and 2 (test 113.93 to 114.23), on 2-core AMD EPYC
-VMs, CPU only: 14 minutes a run on a Zen 5, 26 on an older AVX-512 EPYC; the
-commands and other runs in docs/results.md.
+This package's figures, with their commands, are in docs/results.md.
 
 Glossary (tutorial name -> field of `Config` where it differs):
   init_scale     weights start uniform in [-init_scale, init_scale]
@@ -33,21 +31,15 @@ Get the data and run (downloads the data when --data_path is left out):
   tar xvf simple-examples.tgz
   python -m ptb.ptb_word_lm --data_path=simple-examples/data/ --model small
 
-Any word-level corpus trains the same way: a folder with its training,
-validation and test text in PTB's, PyTorch's or WikiText's file names
-(reader.py). --vocab_size keeps only the most frequent words; --tied makes the
-output layer share the embedding's matrix (not the tutorial's; tied_embedding.py).
+Any word-level corpus in PTB's, PyTorch's or WikiText's file names trains the
+same way (reader.py); --vocab_size and --tied are not the tutorial's.
 
 The text goes: reader.py (words to ids to windows), then here the presets, the
-model, `run_epoch` carrying the LSTM state from window to window, the
-evaluation and `train_and_evaluate`. Three doors lead to the engine, one call
-each: `fast_cpu.path_for` picks the plain Keras model and step or the CPU fast
-path (ptb/fast_cpu: the same function, computed faster; with --mixed_precision,
-its products in bfloat16 where the CPU has bfloat16 dot products);
-`training.replicated_step` runs a step on every replica (common/training.py);
-common/run_folder.py keeps the run folder that makes a run resumable. A run
-folder is then a tool: python -m ptb.score, ptb.generate, ptb.next_word and
-ptb.export read it.
+model in keras.layers, the window's cost, `run_epoch` carrying the state from
+window to window, the stream evaluation and `train_and_evaluate`. Two doors
+lead elsewhere, one call each: `engine.compile`, the steps computed as fast as
+the machine allows (ptb/engine.py), and `run_folder.open_run`, the run folder
+that makes a run resumable and that ptb.score, generate, next_word and export read.
 """
 
 import dataclasses
@@ -66,9 +58,10 @@ from common import run_folder
 from common import strategy as strategy_lib
 from common import training
 from common.layers import ReplicaDropout
-from ptb import fast_cpu
+from ptb import engine
 from ptb import reader
-from ptb import report
+from ptb import record
+from ptb.tied_embedding import TiedEmbedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,17 +120,6 @@ def perplexity(loss_per_word):
     return math.exp(loss_per_word) if loss_per_word < 700 else math.inf
 
 
-def format_perplexity(value):
-    """Two decimals, as the tutorial prints; a diverging run's in three digits and
-    a power of ten rather than a hundred digits."""
-    return f"{value:.2f}" if value < 1e6 else f"{value:.3g}"
-
-
-def format_learning_rate(value):
-    """Four significant digits: 1, 0.125, 0.4096, 1e+30."""
-    return f"{value:.4g}"
-
-
 # ----------------------------------------------------------------------------
 # Data
 
@@ -163,24 +145,18 @@ def window_dataset(ids, config, name="data"):
 # Model
 
 
-def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
+def build_model(config, num_steps=None, seed=0):
     """The tutorial's network as a Keras model that takes the LSTM state in and gives it back.
 
         [words, state] -> embedding -> dropout -> [LSTM -> dropout] x num_layers
                        -> dense over the vocabulary -> [logits, final state]
 
-    `state` is a list of tensors [batch, hidden_size], each layer's in turn:
-    h and c for an LSTM, h for a GRU or a simple RNN (`config.rnn_cell`;
-    `zero_state` makes a fresh one). The training loop carries the final state
-    of one window into the next, as the tutorial fed `final_state` back through
-    its `feed_dict`; nothing is kept inside the model, so one model serves any
-    batch size and any number of replicas. `num_steps=None` accepts windows of
-    any length. `path` gives the LSTM and output layer classes (fast_cpu).
-    With `config.tied` the embedding is the output layer too (TiedEmbedding):
-    logits = outputs @ embeddings^T + bias.
-
-    With the plain path every cell keeps Keras' defaults where they select
-    cuDNN on a GPU (LSTM and GRU; Keras has no cuDNN path for SimpleRNN).
+    `state`: [batch, hidden_size] tensors, each layer's in turn (h and c for an
+    LSTM, h for a GRU or SimpleRNN). The loop carries the final state of one
+    window into the next, as the tutorial fed `final_state` back through its
+    `feed_dict`; nothing is kept inside the model, so one model serves any batch
+    size and any number of replicas. `num_steps=None`: windows of any length.
+    Every cell keeps Keras' defaults where they select cuDNN on a GPU.
     """
     if config.rnn_cell not in RNN_CELLS:
         raise ValueError(f"rnn_cell={config.rnn_cell!r}: choose one of {', '.join(RNN_CELLS)}.")
@@ -191,43 +167,41 @@ def build_model(config, num_steps=None, path=fast_cpu.PLAIN, seed=0):
     state = [keras.Input(shape=(config.hidden_size,), name=f"{config.rnn_cell}_{layer}_{part}")
              for layer in range(config.num_layers) for part in state_parts]
     if config.tied:  # float32 under --mixed_precision: it is the output layer too
-        embedding = path.tied_embedding(config.vocab_size, config.hidden_size,
-                                        embeddings_initializer=init, bias_initializer=init,
-                                        dtype="float32", name="embedding")
+        embedding = TiedEmbedding(config.vocab_size, config.hidden_size,
+                                  embeddings_initializer=init, bias_initializer=init,
+                                  dtype="float32", name="embedding")
     else:
         embedding = keras.layers.Embedding(config.vocab_size, config.hidden_size,
-                                           embeddings_initializer=init, dtype=path.dtype,
-                                           name="embedding")
+                                           embeddings_initializer=init, name="embedding")
     x = embedding(words)
     # A Dropout layer on [batch, time, units] draws a fresh mask for every time
     # step, as the tutorial does (LSTM(dropout=...) would reuse one mask); the
     # replicas draw masks of their own (common/layers.py).
-    x = ReplicaDropout(dropout_rate, seed=seed + 1, dtype=path.dtype)(x)
+    x = ReplicaDropout(dropout_rate, seed=seed + 1)(x)
     final_state = []
     for layer in range(config.num_layers):
         layer_state = state[len(state_parts) * layer:len(state_parts) * (layer + 1)]
-        x, *layer_state = recurrent_layer(config, layer, init, path)(x, initial_state=layer_state)
+        x, *layer_state = recurrent_layer(config, layer, init)(x, initial_state=layer_state)
         final_state += layer_state
-        x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer, dtype=path.dtype)(x)
+        x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer)(x)
     if config.tied:
         logits = embedding(x, reverse=True)  # x @ embeddings^T + bias
     else:
         # float32 even under --mixed_precision: the softmax over 10,000 words needs its range.
-        logits = path.output_layer(config.vocab_size, kernel_initializer=init,
-                                   bias_initializer=init, dtype="float32", name="softmax")(x)
+        logits = keras.layers.Dense(config.vocab_size, kernel_initializer=init,
+                                    bias_initializer=init, dtype="float32", name="softmax")(x)
     return keras.Model([words, *state], [logits, *final_state], name=f"ptb_{config.rnn_cell}")
 
 
-def recurrent_layer(config, layer, init, path=fast_cpu.PLAIN):
+def recurrent_layer(config, layer, init):
     """Layer `layer` of the stack, of the kind `config.rnn_cell` names."""
     common_args = dict(units=config.hidden_size, return_sequences=True, return_state=True,
                        kernel_initializer=init, recurrent_initializer=init,
                        # The tutorial's BasicLSTMCell starts its biases at zero.
-                       bias_initializer="zeros", dtype=path.dtype,
-                       name=f"{config.rnn_cell}_{layer}")
+                       bias_initializer="zeros", name=f"{config.rnn_cell}_{layer}")
     if config.rnn_cell == "lstm":
         # The tutorial's forget_bias=0.0.
-        return path.lstm_layer(unit_forget_bias=False, **common_args)
+        return keras.layers.LSTM(unit_forget_bias=False, **common_args)
     if config.rnn_cell == "gru":
         return keras.layers.GRU(**common_args)
     return keras.layers.SimpleRNN(**common_args)
@@ -251,69 +225,16 @@ def window_cost(word_losses, batch_size):
     return tf.reduce_sum(tf.reduce_sum(word_losses, axis=-1)) / batch_size
 
 
-def build_training_model(config, path, seed=0):
-    """The trainer's model with its optimizer; call inside `strategy.scope()`.
-
-    Plain SGD with the tutorial's clipping of the whole batch's gradient to one
-    global norm (training.apply_gradients explains the division).
-    """
-    model = build_model(config, num_steps=config.num_steps, path=path, seed=seed)
-    model.compile(optimizer=keras.optimizers.SGD(
-        config.learning_rate, global_clipnorm=training.global_clipnorm(config.max_grad_norm)))
-    return model
+def sgd(config):
+    """The tutorial's optimizer, built in `strategy.scope()`: plain SGD with the whole
+    batch's gradient clipped to one global norm (training.apply_gradients explains
+    the division)."""
+    return keras.optimizers.SGD(config.learning_rate,
+                                global_clipnorm=training.global_clipnorm(config.max_grad_norm))
 
 
 # ----------------------------------------------------------------------------
-# Training and evaluation steps
-
-
-def make_steps(model, config, strategy, path):
-    """The compiled training and validation steps for one window.
-
-        loss, state = train_step(inputs, targets, state)
-
-    `inputs` and `targets` are the whole window [batch_size, num_steps];
-    `state` is what the previous call returned (`initial_state()` at an
-    epoch's start); `loss` is the window's cost (`window_cost`).
-
-    With several replicas each one trains on its own block of the window's rows
-    (streams), always the same block: replica r takes rows r*n .. r*n + n - 1
-    of every window (n = batch_size / replicas), so the state it returns, and
-    gets back with the next window, belongs to the streams it reads. The state
-    lives on the replicas (a PerReplica value); the replicas' gradients join
-    before the update (training.apply_gradients).
-    """
-    rows_per_replica = config.batch_size // strategy.num_replicas_in_sync
-
-    def replica_rows(window):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return window[replica * rows_per_replica:(replica + 1) * rows_per_replica]
-
-    def replica_loss(inputs, targets, state, training):
-        logits, *state = model([replica_rows(inputs), *state], training=training)
-        # Divided by the global batch: the replicas' losses add up to the window's.
-        return window_cost(path.word_losses(replica_rows(targets), logits),
-                           config.batch_size), state
-
-    def replica_train_step(inputs, targets, state):
-        with tf.GradientTape() as tape:
-            loss, state = replica_loss(inputs, targets, state, training=True)
-            scaled_loss = model.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
-        gradients = tape.gradient(scaled_loss, model.trainable_variables)
-        path.update(model.optimizer, gradients, model.trainable_variables)
-        return loss, state
-
-    def replica_eval_step(inputs, targets, state):
-        return replica_loss(inputs, targets, state, training=False)
-
-    replica_zero_state = tf.function(lambda: zero_state(config, rows_per_replica))
-
-    def initial_state():
-        return strategy.run(replica_zero_state)
-
-    return (training.replicated_step(strategy, replica_train_step, path.jit_compile),
-            training.replicated_step(strategy, replica_eval_step, path.jit_compile),
-            initial_state)
+# Training and evaluation
 
 
 def run_epoch(step, initial_state, windows, config, progress=None):
@@ -340,57 +261,31 @@ def run_epoch(step, initial_state, windows, config, progress=None):
     return total_loss / (num_windows * config.num_steps)
 
 
-# ----------------------------------------------------------------------------
-# Evaluation
-
-
-def _log_probs(model, inputs, targets, state, word_losses):
-    """log p(target) of every word of a window, and the state after it."""
-    logits, *state = model([inputs, *state], training=False)
-    return -word_losses(targets, logits), state
-
-
-# Traced once per model and window shape; compiled with XLA where the path says so.
-LOG_PROBS = {jit: tf.function(_log_probs, jit_compile=jit, reduce_retracing=True)
-             for jit in (False, True)}
-
-
-def stream_log_probs(model, config, ids, window=EVAL_WINDOW, path=fast_cpu.PLAIN):
+def stream_log_probs(model, config, ids, window=EVAL_WINDOW, compiled=True):
     """log p(ids[i + 1] | ids[0..i]) for every i: `ids` read as one continuous stream.
 
     The state starts at zero and is carried from window to window, so every
     word after the first is predicted from everything before it, exactly as
     the tutorial's batch_size=1, num_steps=1 evaluation; longer windows give
     the same numbers, faster. Runs on this process's first device, outside any
-    strategy, compiled with XLA if `path` says so. Returns a float64 numpy
-    array of len(ids) - 1.
+    strategy (engine.window_log_probs; `compiled=False`: without XLA). Returns
+    a float64 numpy array of len(ids) - 1.
     """
-    log_probs = LOG_PROBS[path.jit_compile]
+    log_probs = engine.window_log_probs(model, config, compiled)
     ids = np.asarray(ids, dtype=np.int32)
     state = zero_state(config, 1)
     pieces = []
     for start in range(0, len(ids) - 1, window):
         stop = min(start + window, len(ids) - 1)
-        piece, state = log_probs(model, ids[None, start:stop], ids[None, start + 1:stop + 1],
-                                 state, path.word_losses)
+        piece, state = log_probs(ids[None, start:stop], ids[None, start + 1:stop + 1], state)
         pieces.append(piece.numpy()[0])
     return np.concatenate(pieces).astype(np.float64)
 
 
-def evaluate_stream(model, config, ids, window=EVAL_WINDOW, path=fast_cpu.PLAIN):
+def evaluate_stream(model, config, ids, window=EVAL_WINDOW):
     """Perplexity of `model` over `ids` read as one stream (`stream_log_probs`):
     the tutorial's test perplexity."""
-    return perplexity(-stream_log_probs(model, config, ids, window, path).mean())
-
-
-def build_eval_model(config, trained_model, dtype=None):
-    """A copy of `trained_model` for any window length, outside any strategy (the
-    batch-1 test stream runs on one device); `dtype`: its layers' dtype policy
-    (None: Keras' global one)."""
-    model = build_model(config, num_steps=None, path=dataclasses.replace(fast_cpu.PLAIN,
-                                                                         dtype=dtype))
-    model.set_weights(trained_model.get_weights())
-    return model
+    return perplexity(-stream_log_probs(model, config, ids, window).mean())
 
 
 def print_progress(epoch, num_windows, config, learning_rate):
@@ -400,9 +295,9 @@ def print_progress(epoch, num_windows, config, learning_rate):
 
     def progress(windows_done, loss_per_word):
         words_per_second = windows_done * words_per_window / (time.perf_counter() - start)
-        ppl = format_perplexity(perplexity(loss_per_word))
+        ppl = record.format_perplexity(perplexity(loss_per_word))
         print(f"| epoch {epoch + 1:3d} | {windows_done:5d}/{num_windows} windows "
-              f"| lr {format_learning_rate(learning_rate):>6} | ppl {ppl:>9} "
+              f"| lr {record.format_learning_rate(learning_rate):>6} | ppl {ppl:>9} "
               f"| {words_per_second:6.0f} words/s |", flush=True)
     return progress
 
@@ -417,16 +312,10 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     printing per-epoch perplexities, and returns metrics.
 
     The vocabulary is every word of the training text, or its `vocab_size` most
-    frequent (reader.read_corpus); config.vocab_size follows it.
-
-    With `save_path` (the run folder, see common/run_folder.py) the training
-    state is saved after every epoch, and calling again with the same settings
-    resumes after the last completed epoch; the final model is `model.keras`.
-    Any strategy: batch_size is global, split by rows among the replicas.
-
-    Returns a dict with `history` (one dict per epoch: epoch, learning_rate,
-    train_perplexity, valid_perplexity, seconds, words_per_second) and
-    `test_perplexity`.
+    frequent (reader.read_corpus). With `save_path` (the run folder) the same call
+    again resumes after the last completed epoch. Any strategy: batch_size is
+    global, split by rows among the replicas. Returns {"history": one dict per
+    epoch, "test_perplexity": ...}.
     """
     strategy = strategy or tf.distribute.get_strategy()
     # Every replica must get the same number of streams, each with its own state.
@@ -436,7 +325,8 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     config = dataclasses.replace(config, vocab_size=corpus.vocab_size)
     settings = dict(dataclasses.asdict(config), seed=seed, steps_per_epoch=steps_per_epoch,
                     data_path=run_folder.data_setting(data_path))
-    run = run_folder.open_run(save_path, "ptb", settings, restart, strategy)
+    run = run_folder.open_run(save_path, "ptb", settings, restart, strategy,
+                              own_files=[record.VOCABULARY])
     keras.utils.set_random_seed(seed)
     train_data, valid_data = load_data(corpus, config)
     test_ids = corpus.test
@@ -445,55 +335,52 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     num_windows = int(train_data.cardinality())
     words_per_window = config.batch_size * config.num_steps
 
-    path = fast_cpu.path_for(strategy, config)
     with strategy.scope():
-        model = build_training_model(config, path, seed=seed)
-        model.optimizer.build(model.trainable_variables)
+        model = build_model(config, num_steps=config.num_steps, seed=seed)
+        model.compile(optimizer=sgd(config))
+    # The one door to the engine: the steps, computed as fast as this machine allows.
+    steps = engine.compile(model, config, strategy, window_cost)
+    model = steps.model  # the same weights, in the layers the steps compute with
     print(f"Model {model.count_params():,} parameters; "
-          f"{strategy.num_replicas_in_sync} replica(s) in sync; {path.name}.")
-    train_step, eval_step, initial_state = make_steps(model, config, strategy, path)
-    state = run_folder.TrainingState(run, model)
-    epochs_done, history = run_folder.resume(run, state)
-    record = report.RunRecord(run, model, run_title(config))  # metrics, curves, TensorBoard
+          f"{strategy.num_replicas_in_sync} replica(s) in sync; {steps.name}.")
+    epochs_done, history = run.resume(model)  # (0, []) for a new run
+    title = (f"{config.rnn_cell} language model, {config.num_layers} x {config.hidden_size} "
+             f"units{', tied' if config.tied else ''}")
+    records = record.RunRecord(run, model, title)  # the figure, TensorBoard
 
     for epoch in range(epochs_done, config.epochs):
         learning_rate = learning_rate_for_epoch(config, epoch)
         model.optimizer.learning_rate.assign(learning_rate)
-        print(f"Epoch {epoch + 1}: learning rate {format_learning_rate(learning_rate)}")
+        print(f"Epoch {epoch + 1}: learning rate {record.format_learning_rate(learning_rate)}")
 
         start = time.perf_counter()
         with training.name_epoch_on_failure(epoch):
-            train_loss = run_epoch(train_step, initial_state, train_data, config,
+            train_loss = run_epoch(steps.train_step, steps.initial_state, train_data, config,
                                    print_progress(epoch, num_windows, config, learning_rate))
         seconds = time.perf_counter() - start
-        valid_loss = run_epoch(eval_step, initial_state, valid_data, config)
+        valid_loss = run_epoch(steps.eval_step, steps.initial_state, valid_data, config)
         history.append(dict(
             epoch=epoch + 1, learning_rate=learning_rate,
             train_perplexity=perplexity(train_loss), valid_perplexity=perplexity(valid_loss),
             seconds=seconds, words_per_second=num_windows * words_per_window / seconds))
         print(f"Epoch {epoch + 1}: train perplexity "
-              f"{format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
-              f"{format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
-        # The record first: after a crash between the two writes, resuming keeps
-        # only the epochs that the latest complete checkpoint holds.
-        record.epoch_end(history, train_loss, valid_loss)
-        state.save(epoch + 1)
-    record.training_end()
+              f"{record.format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
+              f"{record.format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
+        records.epoch_end(history, train_loss, valid_loss)
+        run.end_epoch(history)  # metrics.json, then the checkpoint
+    records.training_end()
 
     start = time.perf_counter()
-    test_path = fast_cpu.stream_path(path)
-    eval_model = build_eval_model(config, model, dtype=test_path.dtype)
-    test_perplexity = evaluate_stream(eval_model, config, test_ids, path=test_path)
+    eval_model = steps.stream_model()  # batch 1, windows of any length
+    test_perplexity = evaluate_stream(eval_model, config, test_ids)
     test_seconds = time.perf_counter() - start
-    print(f"Test perplexity: {format_perplexity(test_perplexity)} "
+    print(f"Test perplexity: {record.format_perplexity(test_perplexity)} "
           f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")
-    record.test_end(history, eval_model, corpus.words, test_perplexity, test_seconds)
+    records.test_end(history, eval_model, corpus.words, test_perplexity)
+    run.finish(history, test_scalars=dict(test_perplexity=test_perplexity),
+               test_perplexity=test_perplexity, test_seconds=test_seconds,
+               training_seconds=sum(epoch["seconds"] for epoch in history))
     return dict(history=history, test_perplexity=test_perplexity)
-
-
-def run_title(config):
-    return (f"{config.rnn_cell} language model, {config.num_layers} x {config.hidden_size} "
-            f"units{', tied' if config.tied else ''}")
 
 
 # ----------------------------------------------------------------------------
@@ -529,14 +416,13 @@ def main(argv):
     del argv  # cli.run refuses stray arguments
     cli.check_at_least("epochs", 1)
     cli.check_at_least("steps_per_epoch", 1)
-    config = PRESETS[FLAGS.model]
-    if FLAGS.epochs is not None:
-        config = dataclasses.replace(config, epochs=FLAGS.epochs)
+    cli.check_at_least("vocab_size", 2)  # <eos> and <unk> at least
     if FLAGS.learning_rate is not None:
         cli.check_positive("learning_rate")
-        config = dataclasses.replace(config, learning_rate=FLAGS.learning_rate)
-    cli.check_at_least("vocab_size", 2)  # <eos> and <unk> at least
-    config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell, tied=FLAGS.tied)
+    config = PRESETS[FLAGS.model]
+    overrides = dict(epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate)
+    config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell, tied=FLAGS.tied, **{
+        name: value for name, value in overrides.items() if value is not None})
     strategy = strategy_lib.get_strategy(num_gpus=FLAGS.num_gpus,
                                        worker_timeout=FLAGS.worker_timeout)
     training.use_mixed_precision(FLAGS.mixed_precision)

@@ -1,4 +1,5 @@
-"""common/run_folder.py and common/data.py: the run folder, its guard, resumable pieces."""
+"""common/run_folder.py, files.py, checkpoint.py and data.py: the run folder, its guard,
+its protocol, resumable pieces."""
 
 import errno
 import json
@@ -10,6 +11,7 @@ import pytest
 
 from common import callbacks
 from common import data as common_data
+from common import files
 from common import machine
 from common import run_folder
 from common import source
@@ -94,7 +96,7 @@ def test_restart_deletes_the_old_run_only_when_the_new_one_begins(tmp_path):
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "metrics.json"
-    run_folder.write_json(path, {"old": 1})
+    files.write_json(path, {"old": 1})
 
     def failing_write(partial):
         partial.write_text('{"half')
@@ -103,7 +105,7 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     # One line naming the file and the reason (cli.run prints a RunFailure so).
     with pytest.raises(RunFailure,
                        match=r"metrics.json: cannot write it \(No space left on device\)"):
-        run_folder.atomic_write(path, failing_write)
+        files.atomic_write(path, failing_write)
     assert json.loads(path.read_text()) == {"old": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
 
@@ -129,13 +131,43 @@ def test_early_stopping_resumed_with_patience_0_stops_only_after_a_worse_epoch()
 
 def test_best_model_remembers_the_best_before_a_restart(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    best = callbacks.BestModel(tmp_path / "model.keras", "val_accuracy",
-                             history=[{"val_accuracy": 0.8}])
+    run = run_folder.RunFolder(tmp_path, "mnist_lstm", {})
+    best = callbacks.BestModel(run, "model.keras", "val_accuracy",
+                               history=[{"val_accuracy": 0.8}])
     best.set_model(model)
     best.on_epoch_end(1, {"val_accuracy": 0.7})
     assert not (tmp_path / "model.keras").exists() and best.weights is None
     best.on_epoch_end(2, {"val_accuracy": 0.9})
     assert (tmp_path / "model.keras").is_file() and best.weights is not None
+
+
+def test_without_a_run_folder_the_protocol_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = run_folder.open_run(None, "ptb", {"epochs": 1})
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd")
+    assert run.resume(model) == (0, [])
+    history = [{"epoch": 1, "valid_perplexity": 2.0}]
+    run.end_epoch(history)
+    drawn = []
+    run.save_figure("curves.png", lambda: drawn.append(1))
+    run.save_model(model, "model.keras")
+    run.write_json("vocabulary.json", ["a"])
+    run.tensorboard().on_epoch_end(0, {"loss": 1.0})
+    run.finish(history, test_scalars={"test_perplexity": 2.0}, test_perplexity=2.0)
+    assert not drawn and not list(tmp_path.iterdir())
+    with pytest.raises(RunFailure, match="give --save_path"):
+        run.load_weights(model, "model.keras")
+
+
+def test_restart_deletes_the_tutorials_own_files_it_names(tmp_path):
+    run_folder.RunFolder(tmp_path, "ptb", {"epochs": 1}).begin()
+    (tmp_path / "vocabulary.json").write_text("[]")
+    with pytest.raises(UserInputError, match="also holds 'vocabulary.json'"):
+        run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2}, restart=True)
+    run_folder.RunFolder(tmp_path, "ptb", {"epochs": 2}, restart=True,
+                         own_files=["vocabulary.json"]).begin()
+    assert not (tmp_path / "vocabulary.json").exists()
 
 
 def test_each_epoch_is_a_shuffle_of_all_examples_fixed_by_seed_and_epoch():

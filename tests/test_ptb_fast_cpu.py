@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from common import strategy as strategy_lib
+from ptb import benchmark
 from ptb import fast_cpu
 from ptb import ptb_word_lm
 from ptb.fast_cpu import bfloat16
 from ptb.fast_cpu import step as fast_step
-from ptb.fast_cpu import variants
 from ptb.fast_cpu.bias_row_dense import BiasRowDense
 from ptb.fast_cpu.window_lstm import WindowLSTM
 from ptb.tied_embedding import TiedEmbedding
@@ -159,7 +159,7 @@ def test_sum_of_squares_is_the_plain_sum(shape):
 def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch):
     one_replica = tf.distribute.get_strategy()
     assert fast_cpu.path_for(one_replica, TINY) is fast_cpu.FAST
-    cpu_model = ptb_word_lm.build_training_model(TINY, fast_cpu.FAST)
+    cpu_model = benchmark.build_trainer(TINY, one_replica).model
     assert isinstance(cpu_model.get_layer("lstm_0"), WindowLSTM)
     assert isinstance(cpu_model.get_layer("softmax"), BiasRowDense)
     # The GRU and SimpleRNN cells always take the plain path.
@@ -172,7 +172,8 @@ def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch
             monkeypatch.setattr(strategy_lib, "is_one_cpu_replica", lambda strategy: False)
         path = fast_cpu.path_for(strategy, TINY)
         assert path is fast_cpu.PLAIN and not path.jit_compile  # no XLA: cuDNN cannot be compiled
-        model = ptb_word_lm.build_training_model(TINY, path)
+        # The engine trains the model as the trainer built it.
+        model = benchmark.build_trainer(TINY, tf.distribute.get_strategy(), path).model
         for layer in ("lstm_0", "lstm_1"):
             lstm = model.get_layer(layer)
             # Keras takes the cuDNN kernel for exactly these arguments.
@@ -190,20 +191,20 @@ def test_fast_path_trains_like_the_plain_keras_path(tied):
     gradient is the sum of its rows' (input) and a dense one (output)."""
     config = dataclasses.replace(SMALL, tied=tied)
     strategy = tf.distribute.get_strategy()
-    windows = list(variants.random_windows(config, num_windows=4))
-    trainers = {"fast": variants.build_trainer(config, strategy),
-                "plain": variants.build_trainer(config, strategy, fast_cpu.PLAIN)}
-    trainers["plain"][0].set_weights(trainers["fast"][0].get_weights())
+    windows = list(benchmark.random_windows(config, num_windows=4))
+    trainers = {"fast": benchmark.build_trainer(config, strategy),
+                "plain": benchmark.build_trainer(config, strategy, fast_cpu.PLAIN)}
+    trainers["plain"].model.set_weights(trainers["fast"].model.get_weights())
     losses = {}
-    for name, (model, train_step, initial_state) in trainers.items():
-        state = initial_state()
+    for name, trainer in trainers.items():
+        state = trainer.initial_state()
         losses[name] = []
         for inputs, targets in windows:
-            loss, state = train_step(inputs, targets, state)
+            loss, state = trainer.train_step(inputs, targets, state)
             losses[name].append(float(loss))
     assert losses["fast"][0] == pytest.approx(20 * np.log(config.vocab_size), rel=0.05)
     np.testing.assert_allclose(losses["fast"], losses["plain"], rtol=2e-5)
-    for a, b in zip(trainers["fast"][0].get_weights(), trainers["plain"][0].get_weights()):
+    for a, b in zip(trainers["fast"].model.get_weights(), trainers["plain"].model.get_weights()):
         np.testing.assert_allclose(a, b, atol=2e-5)
 
 
@@ -318,7 +319,8 @@ def test_mixed_precision_on_one_cpu_takes_the_bfloat16_path(mixed_bfloat16, tied
     config = dataclasses.replace(TINY, tied=tied)
     path = fast_cpu.path_for(strategy, config)
     assert path is fast_cpu.FAST_BFLOAT16 and not path.jit_compile
-    model = ptb_word_lm.build_training_model(config, path)
+    steps = benchmark.build_trainer(config, strategy)
+    model = steps.model
     assert isinstance(model.get_layer("lstm_0"), bfloat16.Bfloat16WindowLSTM)
     if tied:
         assert isinstance(model.get_layer("embedding"), bfloat16.Bfloat16TiedEmbedding)
@@ -331,9 +333,13 @@ def test_mixed_precision_on_one_cpu_takes_the_bfloat16_path(mixed_bfloat16, tied
     # The test stream is read in float32 with XLA, as the tools read the saved model.
     stream = fast_cpu.stream_path(path)
     assert stream.jit_compile and stream.dtype == "float32"
-    eval_model = ptb_word_lm.build_eval_model(config, model, dtype=stream.dtype)
+    eval_model = steps.stream_model()
     assert {layer.compute_dtype for layer in eval_model.layers
             if not isinstance(layer, keras.layers.InputLayer)} == {"float32"}
+    assert type(eval_model.get_layer("lstm_0")) is keras.layers.LSTM
+    assert eval_model.inputs[0].shape == (None, None)  # windows of any length
+    for a, b in zip(eval_model.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
     # Elsewhere mixed precision keeps the plain path, in Keras' mixed_bfloat16.
     assert fast_cpu.path_for(strategy, dataclasses.replace(TINY, rnn_cell="gru")) is (
         fast_cpu.PLAIN)
@@ -346,21 +352,22 @@ def test_bfloat16_step_trains_like_the_float32_step(mixed_bfloat16):
     and 7e-4 on a Zen 5). The state stays float32, so the second window reuses
     the step traced for the first."""
     strategy = tf.distribute.get_strategy()
-    windows = list(variants.random_windows(SMALL, num_windows=8))
-    trainers = {"bfloat16": variants.build_trainer(SMALL, strategy)}
+    windows = list(benchmark.random_windows(SMALL, num_windows=8))
+    trainers = {"bfloat16": benchmark.build_trainer(SMALL, strategy)}
     keras.mixed_precision.set_global_policy("float32")
-    trainers["float32"] = variants.build_trainer(SMALL, strategy)
-    assert type(trainers["float32"][0].get_layer("lstm_0")) is WindowLSTM
-    trainers["bfloat16"][0].set_weights(trainers["float32"][0].get_weights())
+    trainers["float32"] = benchmark.build_trainer(SMALL, strategy)
+    assert type(trainers["float32"].model.get_layer("lstm_0")) is WindowLSTM
+    trainers["bfloat16"].model.set_weights(trainers["float32"].model.get_weights())
     losses = {}
-    for name, (model, train_step, initial_state) in trainers.items():
-        state, losses[name] = initial_state(), []
+    for name, trainer in trainers.items():
+        state, losses[name] = trainer.initial_state(), []
         for inputs, targets in windows:
-            loss, state = train_step(inputs, targets, state)
+            loss, state = trainer.train_step(inputs, targets, state)
             losses[name].append(float(loss))
             assert [part.dtype for part in state] == [tf.float32] * 4
-        assert train_step.experimental_get_tracing_count() == 1
+        assert trainer.train_step.experimental_get_tracing_count() == 1
     np.testing.assert_allclose(losses["bfloat16"], losses["float32"], rtol=1e-4)
-    for a, b in zip(trainers["bfloat16"][0].get_weights(), trainers["float32"][0].get_weights()):
+    for a, b in zip(trainers["bfloat16"].model.get_weights(),
+                    trainers["float32"].model.get_weights()):
         np.testing.assert_allclose(a, b, atol=5e-3)
-    assert type(trainers["bfloat16"][0].get_layer("lstm_0")) is bfloat16.Bfloat16WindowLSTM
+    assert type(trainers["bfloat16"].model.get_layer("lstm_0")) is bfloat16.Bfloat16WindowLSTM

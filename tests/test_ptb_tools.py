@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from common.cli import UserInputError
+from ptb import benchmark
 from ptb import fast_cpu
 from ptb import generate
 from ptb import language_model
@@ -284,9 +285,9 @@ def test_bad_input_is_one_line_and_exit_2(tiny_run, tmp_path):
 def test_each_cell_builds_trains_a_step_and_keeps_cudnn_arguments(cell):
     config = dataclasses.replace(TINY, rnn_cell=cell, num_layers=2, keep_prob=0.5)
     strategy = tf.distribute.get_strategy()
-    path = fast_cpu.path_for(strategy, config)
-    assert path is fast_cpu.PLAIN  # XLA slows Keras' GRU down
-    model = ptb_word_lm.build_training_model(config, path)
+    assert fast_cpu.path_for(strategy, config) is fast_cpu.PLAIN  # XLA slows Keras' GRU down
+    steps = benchmark.build_trainer(config, strategy)
+    model = steps.model
     assert len(model.inputs) == 1 + 2 and len(model.outputs) == 1 + 2  # one state per layer
     layer_type = {"gru": keras.layers.GRU, "simple_rnn": keras.layers.SimpleRNN}[cell]
     for layer in (f"{cell}_0", f"{cell}_1"):
@@ -298,7 +299,7 @@ def test_each_cell_builds_trains_a_step_and_keeps_cudnn_arguments(cell):
             assert rnn.activation is keras.activations.tanh
             assert rnn.recurrent_activation is keras.activations.sigmoid
 
-    train_step, eval_step, initial_state = ptb_word_lm.make_steps(model, config, strategy, path)
+    train_step, eval_step, initial_state = steps.train_step, steps.eval_step, steps.initial_state
     rng = np.random.default_rng(0)
     inputs, targets = (rng.integers(0, 40, (4, 5), dtype=np.int32) for _ in range(2))
     before = [w.numpy() for w in model.trainable_weights]

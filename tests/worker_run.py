@@ -9,7 +9,7 @@ CPU report bfloat16 dot products or none, so that --mixed_precision on a CPU is
 tried on any CPU (bfloat16 products are right everywhere, and fast only where
 the CPU has them). It runs
 MODULE's `main` with FLAGS as the command line would, and records, for the
-test to compare, every model the run saves through common.run_folder.save_model: in
+test to compare, every model the run saves through common.files.save_model: in
 OUT_FOLDER/<task>.json the paths saved to, and OUT_FOLDER/<task>-<n>.npz the
 weights (task: this process's TF_CONFIG task index, or "local").
 """
@@ -42,8 +42,8 @@ def main():
             cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
 
     from common import cli
+    from common import files
     from common import machine
-    from common import run_folder
     from common import strategy as strategy_lib
 
     if logical_cpus > 1:
@@ -55,7 +55,7 @@ def main():
         machine.bfloat16_dot_products = lambda: ["AVX512_BF16"] if bfloat16_cpu else []
 
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index", "local")
-    saved_paths, save_model = [], run_folder.save_model
+    saved_paths, save_model = [], files.save_model
 
     def recording_save_model(model, path):
         save_model(model, path)
@@ -63,7 +63,7 @@ def main():
         saved_paths.append(str(pathlib.Path(path).resolve()))
         (out / f"{task}.json").write_text(json.dumps(saved_paths))
 
-    run_folder.save_model = recording_save_model
+    files.save_model = recording_save_model
     module_name, *flags = args
     module = importlib.import_module(module_name)
     module.define_flags()

@@ -1,6 +1,6 @@
 """The PTB model's fast path on a CPU: the same model and step, computed faster.
 
-    path = fast_cpu.path_for(strategy, config)   # taken once, passed down
+    path = fast_cpu.path_for(strategy, config)   # taken once, by ptb/engine.py
     path.lstm_layer, path.output_layer           # the model's layers
     path.word_losses, path.update                # the step's loss and SGD update
     path.jit_compile                             # XLA for the steps

@@ -1,0 +1,171 @@
+"""How the PTB model is trained and evaluated: the one door to what makes it fast.
+
+    with strategy.scope():
+        model = ptb_word_lm.build_model(config, num_steps=config.num_steps)  # keras.layers
+        model.compile(optimizer=keras.optimizers.SGD(...))
+    steps = engine.compile(model, config, strategy, ptb_word_lm.window_cost)
+    loss, state = steps.train_step(inputs, targets, state)  # state: steps.initial_state()
+    steps.model            # the model the steps train: `model`, or its CPU twin
+    steps.stream_model()   # the trained weights, for windows of any length, batch 1
+
+    log_probs, state = engine.window_log_probs(model, config)(inputs, targets, state)
+
+The trainer writes the tutorial's model and loop in plain Keras; this module
+decides, once, how each step is computed (`fast_cpu.path_for`):
+
+    an LSTM on one CPU replica       the CPU fast path: the same function from the
+                                     same weights, compiled with XLA (ptb/fast_cpu)
+      with --mixed_precision         its matrix products in bfloat16 (fast_cpu/bfloat16.py)
+    GPUs, several replicas, GRU and  the model as built, Keras' loss and update, each
+    SimpleRNN cells                  replica on its own rows of every window
+
+The fast path's layers are subclasses of Keras' with the same weights, so its
+twin of the model is `keras.models.clone_model` with those layers swapped in;
+checkpoints of the two are interchangeable.
+"""
+
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from common import training
+from ptb import fast_cpu
+from ptb.tied_embedding import TiedEmbedding
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """The compiled steps for one window of every row, and the model they train.
+
+        loss, state = train_step(inputs, targets, state)   # one SGD step
+        loss, state = eval_step(inputs, targets, state)    # no update, no dropout
+
+    `inputs` and `targets` are the whole window [batch_size, num_steps];
+    `state` is what the previous call returned (`initial_state()` at an
+    epoch's start); `loss` is the window's cost.
+    """
+
+    name: str  # what computes the steps, as the trainer prints it
+    model: keras.Model  # what the steps train; checkpoint and evaluate this one
+    train_step: Callable
+    eval_step: Callable
+    initial_state: Callable
+    path: fast_cpu.Path  # the parts of the model and step that compute them
+
+    def stream_model(self):
+        """A copy of the trained model for windows of any length, outside any
+        strategy (a batch-1 stream runs on one device), in plain Keras layers;
+        float32 after bfloat16 products, so that its numbers are those the tools
+        (ptb.score, ptb.generate) compute from the saved model."""
+        dtype = fast_cpu.stream_path(self.path).dtype
+        words = keras.Input(shape=(None,), dtype="int32", name="words")
+        state = [keras.Input(shape=spec.shape[1:], name=spec.name)
+                 for spec in self.model.inputs[1:]]
+        model = keras.models.clone_model(
+            self.model, input_tensors=[words, *state],
+            clone_function=lambda layer: _rebuilt(layer, fast_cpu.PLAIN, dtype))
+        model.set_weights(self.model.get_weights())
+        return model
+
+
+def compile(model, config, strategy, window_cost, path=None):
+    """The Steps that train `model` (ptb_word_lm.build_model with a fixed window,
+    compiled with its optimizer, in `strategy.scope()`) under `strategy`.
+
+    window_cost(word_losses, batch_size): the tutorial's cost of a window.
+    path: how to compute (fast_cpu); None: `fast_cpu.path_for` decides. With
+    several replicas each one trains on its own block of the window's rows
+    (streams), always the same block, so the state it returns, and gets back
+    with the next window, belongs to the streams it reads; the replicas'
+    gradients join before the update (training.apply_gradients).
+    """
+    path = path or fast_cpu.path_for(strategy, config)
+    with strategy.scope():
+        model = twin(model, path)
+        model.optimizer.build(model.trainable_variables)
+    rows_per_replica = config.batch_size // strategy.num_replicas_in_sync
+
+    def replica_rows(window):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return window[replica * rows_per_replica:(replica + 1) * rows_per_replica]
+
+    def replica_loss(inputs, targets, state, training):
+        logits, *state = model([replica_rows(inputs), *state], training=training)
+        # Divided by the global batch: the replicas' losses add up to the window's.
+        return window_cost(path.word_losses(replica_rows(targets), logits),
+                           config.batch_size), state
+
+    def replica_train_step(inputs, targets, state):
+        with tf.GradientTape() as tape:
+            loss, state = replica_loss(inputs, targets, state, training=True)
+            scaled_loss = model.optimizer.scale_loss(loss)  # loss scaling under mixed_float16
+        gradients = tape.gradient(scaled_loss, model.trainable_variables)
+        path.update(model.optimizer, gradients, model.trainable_variables)
+        return loss, state
+
+    def replica_eval_step(inputs, targets, state):
+        return replica_loss(inputs, targets, state, training=False)
+
+    replica_zero_state = tf.function(lambda: zero_state(model, rows_per_replica))
+    return Steps(path.name, model,
+                 training.replicated_step(strategy, replica_train_step, path.jit_compile),
+                 training.replicated_step(strategy, replica_eval_step, path.jit_compile),
+                 lambda: strategy.run(replica_zero_state), path)
+
+
+def twin(model, path):
+    """`model` with the layers of `path` in place of Keras' LSTM, Dense and
+    TiedEmbedding, the same weights and optimizer; `model` itself on the plain path."""
+    if path.lstm_layer is keras.layers.LSTM and path.output_layer is keras.layers.Dense:
+        return model
+    twin_model = keras.models.clone_model(
+        model, clone_function=lambda layer: _rebuilt(layer, path, path.dtype))
+    twin_model.set_weights(model.get_weights())
+    twin_model.compile(optimizer=model.optimizer)
+    return twin_model
+
+
+def _rebuilt(layer, path, dtype):
+    """A new layer of `path`'s class for `layer`, with its config (and `dtype`)."""
+    classes = {keras.layers.LSTM: path.lstm_layer, keras.layers.Dense: path.output_layer,
+               TiedEmbedding: path.tied_embedding}
+    # The fast path's classes map back to Keras' own on the plain path.
+    plain = next((keras_class for keras_class in classes if isinstance(layer, keras_class)),
+                 type(layer))
+    config = layer.get_config()
+    if dtype and not isinstance(layer, keras.layers.InputLayer):
+        config["dtype"] = dtype
+    return classes.get(plain, plain).from_config(config)
+
+
+def zero_state(model, batch_size):
+    """The state every epoch (and every stream) starts from: zeros for each of the
+    model's state inputs."""
+    return [tf.zeros([batch_size, spec.shape[1]]) for spec in model.inputs[1:]]
+
+
+def _window_log_probs(model, inputs, targets, state, word_losses):
+    """log p(target) of every word of a window, and the state after it."""
+    logits, *state = model([inputs, *state], training=False)
+    return -word_losses(targets, logits), state
+
+
+# Traced once per model and window shape.
+_WINDOW_LOG_PROBS = {jit: tf.function(_window_log_probs, jit_compile=jit, reduce_retracing=True)
+                     for jit in (False, True)}
+
+
+def window_log_probs(model, config, compiled=True):
+    """(inputs, targets, state) -> (log p(target) of each word, the state after):
+    one window of a stream read by `model` (batch 1, on this process's first
+    device), computed as the engine would after training `config`: with XLA
+    for an LSTM on a CPU, unless `compiled` is False (windows of many lengths,
+    each of which XLA would compile anew)."""
+    path = fast_cpu.stream_path(fast_cpu.path_for(tf.distribute.get_strategy(), config))
+    if not compiled:
+        path = fast_cpu.PLAIN
+    log_probs = _WINDOW_LOG_PROBS[path.jit_compile]
+    return lambda inputs, targets, state: log_probs(model, inputs, targets, state,
+                                                    path.word_losses)
