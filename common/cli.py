@@ -13,6 +13,7 @@ Checks raise these where the problem is first understood; this module only
 prints them.
 """
 
+import json
 import math
 import os
 import re
@@ -139,9 +140,10 @@ def run(main, takes_arguments=False):
             fail(f"{lost} of TF_CONFIG stopped responding during the run; the run "
                  "folder keeps the last completed epoch: start every worker again with "
                  "the same command to resume", status=RUN_FAILED)
-        except KeyboardInterrupt as interruption:
-            print("\ninterrupted; run the same command again (without --restart) to resume "
-                  "after the last completed epoch", file=sys.stderr)
+        except KeyboardInterrupt as interruption:  # Ctrl-C, SIGTERM; a message if raised with one
+            print("\n" + (str(interruption) or "interrupted; run the same command again "
+                           "(without --restart) to resume after the last completed epoch"),
+                  file=sys.stderr)
             sys.exit(TERMINATED if isinstance(interruption, _Terminated) else INTERRUPTED)
 
     app.run(main_with_clean_errors, flags_parser=_parse_flags)
@@ -164,8 +166,19 @@ def _terminated(signum, frame):
 def _lost_task(error):
     """'worker 1 (/job:worker/task:1)' when `error` is TensorFlow's report that a task
     of the cluster went away (its heartbeats stopped, or its connection broke);
-    None for any other error."""
-    if type(error).__name__ != "UnavailableError" or not os.environ.get("TF_CONFIG"):
+    None for any other error.
+
+    A task that stops answering (hung, or its machine gone) without its connection
+    breaking is reported by the coordination service, which runs on the chief (or
+    worker 0) and names it; when that task is the one that stops answering, the
+    others' heartbeats to it time out instead (DeadlineExceededError)."""
+    if not os.environ.get("TF_CONFIG"):
+        return None
+    if (type(error).__name__ == "DeadlineExceededError"
+            and "CoordinationService/Heartbeat" in str(error)):
+        job = "chief" if "chief" in json.loads(os.environ["TF_CONFIG"])["cluster"] else "worker"
+        return f"{job} 0 (/job:{job}/task:0)"
+    if type(error).__name__ != "UnavailableError":
         return None
     found = (re.search(r"unhealthy.*?/job:(\w+)/replica:\d+/task:(\d+)", str(error), re.DOTALL)
              or re.search(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", str(error)))

@@ -16,14 +16,20 @@ and prints what it chose with the number of replicas. Batch sizes given to a
 strategy are global: each replica gets batch_size / num_replicas_in_sync.
 """
 
+import contextlib
 import faulthandler
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import tensorflow as tf
 
+from common.cli import RunFailure
 from common.cli import UserInputError
 
 
@@ -88,67 +94,169 @@ def _join_workers(timeout):
     """MultiWorkerMirroredStrategy once every task of TF_CONFIG has joined, or one line
     naming the tasks that cannot be reached after `timeout` seconds, exit status 1.
 
-    TensorFlow waits for the other tasks inside C++ holding Python's lock, with no
-    timeout of its own that ends the wait (its coordination service's register
-    timeout did not, with TensorFlow 2.21) and without running Python's signal
-    handlers, so neither a timer nor Ctrl-C in this process can end it. Two
-    helpers outside Python's lock do: faulthandler's watchdog thread ends the
-    process with status 1 after `timeout` seconds, writing into a pipe, and a
-    small watcher process on the pipe's other end then prints the one line (it
-    also ends the wait on Ctrl-C, which reaches it too). Once the workers have
-    met, both stand down. A task that dies later is detected by the coordination
+    TensorFlow waits for the other tasks inside C++ holding Python's lock (no other
+    Python thread runs meanwhile), without running Python's signal handlers, with
+    no timeout of its own that ends the wait on task 0 (its coordination service's
+    register timeout did not, with TensorFlow 2.21), and with its own SIGTERM
+    handler installed (its preemption notifier, which only logs "SIGTERM caught").
+    So the tasks first meet in Python (`_meet`): each listens on its own port and
+    waits until every other task's port takes a connection. That wait is where a
+    worker whose peers have not started spends its time, and Ctrl-C, SIGTERM and
+    the timeout end it as they end a run: one line, exit status 130, 143 or 1.
+
+    TensorFlow's own wait then only follows once every task is up, and lasts
+    seconds. For the rare case where it lasts (a port held by another program,
+    two tasks given different clusters), `_join_in_tensorflow` keeps a watchdog
+    outside Python's lock. A task that dies later is detected by the coordination
     service's heartbeats: the next collective operation fails, naming it (cli.run).
     """
     tf_config = json.loads(os.environ["TF_CONFIG"])
     task = tf_config["task"]
+    own_address = tf_config["cluster"][task["type"]][int(task["index"])]
     peers = [(job, index, address) for job in ("chief", "worker")
              for index, address in enumerate(tf_config["cluster"].get(job, []))
              if (job, index) != (task["type"], int(task["index"]))]
-    print(f"Waiting up to {timeout:.0f} s (--worker_timeout) for "
-          + ", ".join(f"{job} {index} ({address})" for job, index, address in peers), flush=True)
+    print(f"Waiting up to {timeout:.0f} s (--worker_timeout) for {_names(peers)}", flush=True)
+    _meet(own_address, peers, timeout)
+    return _join_in_tensorflow(peers, timeout)
+
+
+def _meet(own_address, peers, timeout):
+    """Returns once every peer's address has taken a connection, while this task
+    listens on its own port so that the peers see it too; a RunFailure naming the
+    peers not reached after `timeout` seconds.
+
+    A task leaves as soon as it has reached every other, and TensorFlow takes its
+    port over moments later; a peer that probes in between retries. Interrupted,
+    it says so (cli.run prints it; exit status 130, or 143 for SIGTERM)."""
+    listener = _listen(own_address)
+    deadline = time.monotonic() + timeout
+    try:
+        while peers:
+            peers = [peer for peer in peers if not _reachable(peer[2])]
+            if peers and time.monotonic() >= deadline:
+                raise RunFailure(
+                    f"TF_CONFIG: the workers did not all join within {timeout:.0f} s "
+                    f"(--worker_timeout); not reachable: {_names(peers)}; start every "
+                    "worker with the same command and its own task index")
+            if peers:
+                time.sleep(0.2)
+    except KeyboardInterrupt as interruption:  # Ctrl-C, or cli's SIGTERM
+        raise type(interruption)(
+            "interrupted while waiting for the other workers of TF_CONFIG; nothing was "
+            "trained: start every worker again with the same command") from None
+    finally:
+        listener.close()
+
+
+def _listen(address):
+    """A socket listening on the port of `address` (a UserInputError if it is taken)."""
+    port = int(address.rpartition(":")[2])
+    # On every interface, as TensorFlow's server listens: IPv6 and IPv4 where it can.
+    ways = [dict(family=socket.AF_INET6, dualstack_ipv6=True)] * socket.has_dualstack_ipv6()
+    for way in ways + [{}]:
+        try:
+            return socket.create_server(("", port), backlog=64, **way)
+        except OSError as error:
+            failure = error
+    raise UserInputError(
+        f"TF_CONFIG: this task's address {address}: cannot listen on port {port} "
+        f"({os.strerror(failure.errno)}); end what holds it (a worker still running?) "
+        "or give this task another port")
+
+
+def _reachable(address):
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def _names(tasks):
+    return ", ".join(f"{job} {index} ({address})" for job, index, address in tasks)
+
+
+def _join_in_tensorflow(peers, timeout):
+    """MultiWorkerMirroredStrategy(), with a watchdog for TensorFlow's wait.
+
+    During the wait:
+    - faulthandler's watchdog, a thread outside Python's lock, ends the process
+      with status 1 after `timeout` seconds, writing into a pipe;
+    - Ctrl-C (SIGINT) has its default action back: the kernel ends the process
+      at once, as killed by SIGINT (a shell's $? is 130). SIGTERM is taken by
+      TensorFlow's handler meanwhile; cli's is put back once the wait is over.
+    - a small watcher process, in a session of its own so that the terminal's
+      Ctrl-C does not reach it, reads the pipe's other end and prints the one line
+      for either ending (the watchdog's dump, or end of file with no word from
+      the worker). Once the workers have met, the worker tells it to stand down,
+      and it ends, saying nothing.
+    """
     read_end, write_end = os.pipe()
     watcher = subprocess.Popen(
-        [sys.executable, "-c", _WATCHER, str(os.getpid()), f"{timeout:.0f}", json.dumps(peers)],
-        stdin=read_end)
-    os.close(read_end)
-    dump = os.fdopen(write_end, "w")
-    faulthandler.dump_traceback_later(timeout, exit=True, file=dump)
+        [sys.executable, "-c", _WATCHER, f"{timeout:.0f}", json.dumps(peers)],
+        stdin=read_end, start_new_session=True)
+    handlers = {}
     try:
+        os.close(read_end)
+        handlers = _default_signal_actions((signal.SIGINT, signal.SIGTERM))
+        faulthandler.dump_traceback_later(timeout, exit=True, file=write_end)
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     finally:
         faulthandler.cancel_dump_traceback_later()
-        dump.close()  # the watcher reads end of file and stands down
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)  # over TensorFlow's SIGTERM handler too
+        with contextlib.suppress(OSError):  # (a watcher killed by someone else)
+            os.write(write_end, _STAND_DOWN)  # also when TensorFlow raised: its error tells
+        os.close(write_end)
         watcher.wait()
     return strategy
 
 
-# Run by _join_workers: prints the one line when the worker gives up (its watchdog's
-# dump arrives on stdin), or ends it on Ctrl-C; stands down at end of file.
+def _default_signal_actions(signums):
+    """Gives each signal of `signums` its default action (ending the process), unless
+    it is ignored or this is not the main thread; returns the handlers it replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    replaced = {}
+    for signum in signums:
+        handler = signal.getsignal(signum)
+        if handler not in (signal.SIG_IGN, None):
+            replaced[signum] = signal.signal(signum, signal.SIG_DFL)
+    return replaced
+
+
+# What the worker writes to the watcher once the workers have met (or TensorFlow
+# raised): no faulthandler dump begins so.
+_STAND_DOWN = b"\0joined"
+
+# Run by _join_in_tensorflow: reads the pipe to its end, then prints the one line if the
+# worker gave up (its watchdog's dump) or was ended by a signal (nothing written).
 _WATCHER = """
-import json, os, signal, socket, sys
-pid, timeout, peers = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+import json, signal, socket, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker's signals are not for it
+timeout, peers = sys.argv[1], json.loads(sys.argv[2])
 
 def unreachable():
     missing = []
     for job, index, address in peers:
         host, _, port = address.rpartition(":")
         try:
-            socket.create_connection((host, int(port)), timeout=2).close()
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
         except OSError:
             missing.append(f"{job} {index} ({address})")
     return ", ".join(missing) or "none: they started, but did not all join"
 
-def interrupted(signum, frame):
-    print("\\ninterrupted while waiting for the other workers", file=sys.stderr, flush=True)
-    os.kill(pid, signal.SIGKILL)
-    sys.exit(130)
-
-signal.signal(signal.SIGINT, interrupted)
-if sys.stdin.buffer.read(1):  # the watchdog's dump: the worker gave up
+said = sys.stdin.buffer.read()
+if not said:  # the worker ended without a word: Ctrl-C or a signal
+    print("\\ninterrupted while waiting for the other workers of TF_CONFIG; nothing was "
+          "trained: start every worker again with the same command", file=sys.stderr)
+elif not said.startswith(STAND_DOWN):  # the watchdog's dump: the worker gave up
     print(f"error: TF_CONFIG: the workers did not all join within {timeout} s "
           f"(--worker_timeout); not reachable: {unreachable()}; start every worker "
-          "with the same command and its own task index", file=sys.stderr, flush=True)
-"""
+          "with the same command and its own task index", file=sys.stderr)
+""".replace("STAND_DOWN", repr(_STAND_DOWN))
 
 
 def _num_tasks_in_tf_config():

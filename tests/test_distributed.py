@@ -8,9 +8,11 @@ Python processes (tests/worker_run.py). GPU branches skip where none exists.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -87,24 +89,23 @@ def test_ptb_each_step_on_two_replicas_equals_one_device_to_float32_rounding(tie
     result = run_python(TWO_CPUS + """
 import keras
 import numpy as np
-from ptb import fast_cpu, ptb_word_lm
-from ptb.fast_cpu import variants
+from ptb import benchmark, fast_cpu, ptb_word_lm
 config = dataclasses.replace(ptb_word_lm.PRESETS["small"], vocab_size=40, hidden_size=32,
                              num_steps=5, learning_rate=0.2, max_grad_norm=1.0, tied=TIED)
 rng = np.random.default_rng(0)
 windows = [(tf.constant(rng.integers(0, 40, (20, 5)), tf.int32),
             tf.constant(rng.integers(0, 40, (20, 5)), tf.int32)) for _ in range(3)]
-trainers = {"one, plain": variants.build_trainer(config, ONE, fast_cpu.PLAIN),
-            "one, fast": variants.build_trainer(config, ONE, fast_cpu.FAST),
-            "two, plain": variants.build_trainer(config, TWO)}
-start = trainers["one, plain"][0].get_weights()
+trainers = {"one, plain": benchmark.build_trainer(config, ONE, fast_cpu.PLAIN),
+            "one, fast": benchmark.build_trainer(config, ONE, fast_cpu.FAST),
+            "two, plain": benchmark.build_trainer(config, TWO)}
+start = trainers["one, plain"].model.get_weights()
 steps = {}
-for name, (model, train_step, initial_state) in trainers.items():
+for name, trainer in trainers.items():
     steps[name] = []
     for inputs, targets in windows:  # each step from the same weights and state
-        model.set_weights(start)
-        loss, _ = train_step(inputs, targets, initial_state())
-        steps[name].append([float(loss)] + [w.tolist() for w in model.get_weights()])
+        trainer.model.set_weights(start)
+        loss, _ = trainer.train_step(inputs, targets, trainer.initial_state())
+        steps[name].append([float(loss)] + [w.tolist() for w in trainer.model.get_weights()])
 print(json.dumps(steps))
 """.replace("TIED", str(tied)))
     reference = result["one, plain"]
@@ -146,23 +147,20 @@ def test_ptb_rows_stay_on_their_replica_from_window_to_window():
     result = run_python(TWO_CPUS + """
 import keras
 import numpy as np
-from ptb import fast_cpu, ptb_word_lm
+from ptb import benchmark, ptb_word_lm
 config = dataclasses.replace(ptb_word_lm.PRESETS["test"], vocab_size=50, hidden_size=6,
                              batch_size=6, num_steps=5, init_scale=1.0)
 rng = np.random.default_rng(0)
 windows = [(rng.integers(0, 50, (6, 5)), rng.integers(0, 50, (6, 5))) for _ in range(3)]
 states = {}
 for name, strategy in (("one", ONE), ("two", TWO)):
-    with strategy.scope():
-        model = ptb_word_lm.build_training_model(config, fast_cpu.path_for(strategy, config))
+    trainer = benchmark.build_trainer(config, strategy)
     if name == "two":
-        model.set_weights(weights)
-    weights = model.get_weights()
-    _, eval_step, initial_state = ptb_word_lm.make_steps(
-        model, config, strategy, fast_cpu.path_for(strategy, config))
-    state, states[name] = initial_state(), []
+        trainer.model.set_weights(weights)
+    weights = trainer.model.get_weights()
+    state, states[name] = trainer.initial_state(), []
     for inputs, targets in windows:
-        _, state = eval_step(tf.constant(inputs), tf.constant(targets), state)
+        _, state = trainer.eval_step(tf.constant(inputs), tf.constant(targets), state)
         # [replica][layer part] -> rows of that replica
         states[name].append([[part.numpy().tolist() for part in replica_state]
                              for replica_state in zip(*[strategy.experimental_local_results(s)
@@ -328,6 +326,64 @@ def test_two_workers_train_alike_and_only_the_chief_writes(data_dir, tmp_path, m
                  timing_free(read_metrics(tmp_path / "alone")["history"]), rel=1e-4)
 
 
+@pytest.mark.parametrize("lost, signum, detected_by", [
+    (1, signal.SIGKILL, "its connection breaks"),
+    # Frozen: its connections stay open, only its heartbeats stop (TensorFlow's
+    # heartbeat timeout: 10 s). Worker 0 runs the coordination service, which
+    # names a frozen worker 1 the same way; a frozen worker 0 leaves the others'
+    # heartbeats to it unanswered.
+    (0, signal.SIGSTOP, "heartbeats to the coordination service"),
+    # It ends as a run ends on SIGTERM (TensorFlow's own SIGTERM handler, which
+    # only logs it, is replaced once the workers have met).
+    (1, signal.SIGTERM, "its connection breaks"),
+], ids=["worker-1-killed", "worker-0-frozen", "worker-1-sigterm"])
+def test_a_worker_lost_mid_run_ends_the_other_in_one_line(data_dir, tmp_path, lost, signum,
+                                                          detected_by):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    logs = [(open(tmp_path / f"{index}.out", "w"), open(tmp_path / f"{index}.err", "w"))
+            for index in range(2)]
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}",
+         "--model=test", "--epochs=1", "--steps_per_epoch=5000",
+         f"--save_path={tmp_path / 'run'}"],
+        cwd=ROOT, stdout=out, stderr=err,
+        env={**os.environ, "TF_CONFIG": json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})})
+        for index, (out, err) in enumerate(logs)]
+    other = workers[1 - lost]
+    try:
+        deadline = time.monotonic() + 300
+        while "windows |" not in (tmp_path / f"{1 - lost}.out").read_text():  # training
+            assert other.poll() is None, (tmp_path / f"{1 - lost}.err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no progress line within 300 s"
+            time.sleep(0.1)
+        workers[lost].send_signal(signum)
+        lost_at = time.monotonic()
+        other.wait(timeout=120)
+        took = time.monotonic() - lost_at
+        if signum == signal.SIGTERM:
+            workers[lost].wait(timeout=60)
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+        for files in logs:
+            for file in files:
+                file.close()
+    stderr = (tmp_path / f"{1 - lost}.err").read_text()
+    assert other.returncode == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == (
+        f"error: worker {lost} (/job:worker/task:{lost}) of TF_CONFIG stopped responding "
+        "during the run; the run folder keeps the last completed epoch: start every "
+        "worker again with the same command to resume")
+    assert took < (30 if signum == signal.SIGSTOP else 10), f"{took:.1f} s ({detected_by})"
+    if signum == signal.SIGTERM:
+        stderr = (tmp_path / f"{lost}.err").read_text()
+        assert workers[lost].returncode == 143, stderr[-3000:]
+        assert stderr.strip().splitlines()[-1].startswith("interrupted; run the same command")
+
+
 # ----------------------------------------------------------------------------
 # Bad input
 
@@ -393,7 +449,6 @@ def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path, monkeypatch):
     made to report bfloat16 dot products, so that this runs on any CPU."""
     from common import machine
     from common import training
-    from ptb import fast_cpu
     from ptb import ptb_word_lm
     from ptb import reader
     from tests.test_ptb_training import TINY, write_tiny_corpus
@@ -420,7 +475,7 @@ def test_mixed_precision_on_a_cpu_trains_in_bfloat16(tmp_path, monkeypatch):
     assert {layer.compute_dtype for layer in saved.layers
             if not isinstance(layer, keras.layers.InputLayer)} == {"float32"}
     test_ids = reader.read_corpus(data_path, None).test
-    assert ptb_word_lm.evaluate_stream(saved, TINY, test_ids, path=fast_cpu.FAST) == (
+    assert ptb_word_lm.evaluate_stream(saved, TINY, test_ids) == (
         pytest.approx(mixed["test_perplexity"], rel=1e-6))
 
 

@@ -13,20 +13,25 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
 import tensorflow as tf
 
+from common import files
 from common import folder_lock
 from common import run_folder
 from common.cli import RunFailure
 from common.cli import UserInputError
 from common.training import NonFiniteLoss
 from ptb import ptb_word_lm
+from ptb import record
 from tests.conftest import (ROOT, assert_one_line_error, epochs_in_checkpoint, module_command,
                             read_metrics, run_module, timing_free)
+from tests.test_distributed import free_ports
 from tests.test_ptb_training import TINY, write_tiny_corpus
 
 CONFIG = dataclasses.replace(TINY, epochs=2)
@@ -132,12 +137,12 @@ def test_non_finite_flags_are_refused_and_diverging_numbers_stay_readable(tmp_pa
         run_module(*preset_command(tmp_path, tmp_path / "run", "--learning_rate=inf")[2:]),
         "--learning_rate=inf: must be a finite number above 0")
     assert ptb_word_lm.perplexity(800.0) == float("inf")
-    assert ptb_word_lm.format_perplexity(3.9e176) == "3.9e+176"
-    assert ptb_word_lm.format_perplexity(114.2267) == "114.23"
-    assert [ptb_word_lm.format_learning_rate(rate) for rate in (1.0, 0.125, 0.8 ** 4, 1e30)] == [
+    assert record.format_perplexity(3.9e176) == "3.9e+176"
+    assert record.format_perplexity(114.2267) == "114.23"
+    assert [record.format_learning_rate(rate) for rate in (1.0, 0.125, 0.8 ** 4, 1e30)] == [
         "1", "0.125", "0.4096", "1e+30"]
-    run_folder.write_json(tmp_path / "metrics.json", {"history": [{"loss": float("nan")}],
-                                                      "test_perplexity": float("inf")})
+    files.write_json(tmp_path / "metrics.json", {"history": [{"loss": float("nan")}],
+                                                 "test_perplexity": float("inf")})
     strict = json.loads((tmp_path / "metrics.json").read_text(),
                         parse_constant=lambda name: pytest.fail(f"{name} in strict JSON"))
     assert strict == {"history": [{"loss": None}], "test_perplexity": None,
@@ -243,6 +248,144 @@ def test_a_worker_whose_peer_never_comes_ends_in_one_line(tmp_path):
     assert last_line.startswith("error: TF_CONFIG: the workers did not all join within 5 s")
     assert "not reachable: worker 1 (127.0.0.1:24752)" in last_line
     assert "Traceback" not in result.stderr
+
+
+# As a terminal's shell starts a command: SIGINT not ignored, even where pytest itself
+# was started in the background (which ignores it, for its children too).
+FROM_A_TERMINAL = ("import runpy, signal; "
+                   "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "runpy.run_module('ptb.ptb_word_lm', run_name='__main__', alter_sys=True)")
+
+
+def start_worker_0(tmp_path, ports, *flags):
+    """Worker 0 of a cluster of two on 127.0.0.1, in a process group of its own."""
+    tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                 "task": {"type": "worker", "index": 0}}
+    command = [sys.executable, "-c", FROM_A_TERMINAL,
+               *preset_command(tmp_path, tmp_path / "run", *flags)[3:]]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True,
+                            env={**os.environ, "TF_CONFIG": json.dumps(tf_config)})
+
+
+def wait_until(condition, process, what, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.05)
+
+
+def proc_status(pid):
+    """/proc/PID/status as a dict; {} once the process is gone."""
+    try:
+        lines = pathlib.Path(f"/proc/{pid}/status").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError):
+        return {}
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def children(pid):
+    """The PIDs of the processes whose parent is `pid`."""
+    found = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid ...: the comm may hold spaces, so split after it.
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def gone(pid):
+    return proc_status(pid).get("State", "Z").startswith("Z")  # absent, or a zombie
+
+
+def takes_connections(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def ends_as_signalled(process, signum, to_group):
+    """Sends `signum`; stderr (to its end: that of the watcher too) and the seconds taken."""
+    sent = time.monotonic()
+    if to_group:  # as a terminal's Ctrl-C does
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    return stderr, time.monotonic() - sent
+
+
+def assert_nothing_left_running(pids):
+    for pid in pids:
+        deadline = time.monotonic() + 5
+        while not gone(pid):
+            assert time.monotonic() < deadline, f"process {pid} still runs"
+            time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum, to_group", [
+    (signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["sigint", "ctrl-c-to-the-group", "sigterm"])
+def test_a_signal_ends_a_worker_waiting_for_its_peer_in_one_line(tmp_path, signum, to_group):
+    """Worker 1 never comes: worker 0 waits in Python, listening on its own port."""
+    ports = free_ports(2)
+    worker = start_worker_0(tmp_path, ports)
+    try:
+        wait_until(lambda: takes_connections(ports[0]), worker, "worker 0 listening")
+        helpers = children(worker.pid)
+        stderr, took = ends_as_signalled(worker, signum, to_group)
+    finally:
+        worker.kill()
+        worker.wait()
+    assert worker.returncode == 128 + signum, (worker.returncode, stderr[-2000:])  # 130, 143
+    assert took < 5, f"ended {took:.1f} s after the signal"
+    assert "Traceback" not in stderr, stderr[-2000:]
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("interrupted while waiting for the other workers of TF_CONFIG")
+    assert sum("interrupted" in line for line in lines) == 1, stderr[-2000:]
+    assert_nothing_left_running(helpers)
+
+
+@pytest.mark.parametrize("ending", ["sigint", "timeout"])
+def test_a_worker_held_in_tensorflows_wait_still_ends_in_one_line(tmp_path, ending):
+    """Another program holds worker 1's port: worker 0 reaches it and goes on into
+    TensorFlow's wait, which holds Python's lock; the watcher prints the line."""
+    ports = free_ports(2)
+    with socket.create_server(("127.0.0.1", ports[1])):
+        worker = start_worker_0(tmp_path, ports, "--worker_timeout=10")
+        try:
+            def in_tensorflows_wait():  # SIGINT at its default action, the watcher started
+                status = proc_status(worker.pid)
+                return status and not int(status["SigCgt"], 16) >> (signal.SIGINT - 1) & 1 \
+                    and children(worker.pid)
+            wait_until(in_tensorflows_wait, worker, "worker 0 in TensorFlow's wait")
+            helpers = children(worker.pid)
+            if ending == "sigint":
+                time.sleep(1)  # well inside the wait
+                stderr, took = ends_as_signalled(worker, signal.SIGINT, to_group=False)
+            else:
+                _, stderr = worker.communicate(timeout=120)
+        finally:
+            worker.kill()
+            worker.wait()
+    assert "Traceback" not in stderr, stderr[-2000:]
+    last_line = stderr.strip().splitlines()[-1]
+    if ending == "sigint":
+        assert worker.returncode == -signal.SIGINT, stderr[-2000:]  # killed by it: $? is 130
+        assert took < 5, f"ended {took:.1f} s after the signal"
+        assert last_line.startswith("interrupted while waiting for the other workers")
+    else:
+        assert worker.returncode == 1, stderr[-2000:]
+        assert last_line.startswith("error: TF_CONFIG: the workers did not all join within "
+                                    "10 s (--worker_timeout); not reachable: none: they "
+                                    "started, but did not all join")
+    assert_nothing_left_running(helpers)
 
 
 def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
