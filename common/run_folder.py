@@ -321,6 +321,8 @@ def open_run(save_path, tutorial, settings, restart=False, strategy=None, own_fi
     """
     if not save_path:
         return NoRunFolder()
+    if settings.get("data_path"):  # as settings.json records it (data_setting)
+        settings = dict(settings, data_path=data_setting(settings["data_path"]))
     # Part of the settings: a run goes on in the precision it started in.
     settings = dict(settings, dtype_policy=keras.mixed_precision.global_policy().name)
     strategy = strategy or tf.distribute.get_strategy()

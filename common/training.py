@@ -25,7 +25,6 @@ of a replica's examples is divided by the whole batch's number of examples, so
 that the summed gradient is the gradient of the batch's mean loss.
 """
 
-import contextlib
 import math
 import os
 
@@ -51,15 +50,6 @@ class NonFiniteLoss(RunFailure):
                 f"the training loss is {loss:.4g}, its perplexity beyond a float's range")
         super().__init__(f"{at}: {what}, so training stopped; the run folder keeps the "
                          "last completed epoch; try a lower --learning_rate")
-
-
-@contextlib.contextmanager
-def name_epoch_on_failure(epoch):
-    """Names the epoch (counted from 0) in a NonFiniteLoss raised inside."""
-    try:
-        yield
-    except NonFiniteLoss as error:
-        raise NonFiniteLoss(error.where, error.loss, epoch + 1) from None
 
 
 def check_global_batch(batch_size, strategy, flag="--batch_size"):

@@ -58,6 +58,7 @@ from common import training
 from ptb import engine
 from ptb import fast_cpu
 from ptb import ptb_word_lm
+from ptb import reader
 from ptb.fast_cpu import step as fast_step
 
 PTB_TEST_WORDS = 82_430
@@ -95,7 +96,7 @@ def random_windows(config, num_windows, seed=0):
     """`num_windows` windows of random word ids, through the trainer's pipeline."""
     num_ids = config.batch_size * (num_windows * config.num_steps + 1)
     ids = np.random.default_rng(seed).integers(0, config.vocab_size, size=num_ids)
-    return ptb_word_lm.window_dataset(ids, config, name="random ids")
+    return reader.ptb_producer(ids, config.batch_size, config.num_steps, name="random ids")
 
 
 def train_windows(steps, config, windows):

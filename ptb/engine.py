@@ -26,6 +26,7 @@ checkpoints of the two are interchangeable.
 
 import dataclasses
 from typing import Callable
+import weakref
 
 import keras
 import tensorflow as tf
@@ -160,12 +161,30 @@ _WINDOW_LOG_PROBS = {jit: tf.function(_window_log_probs, jit_compile=jit, reduce
 def window_log_probs(model, config, compiled=True):
     """(inputs, targets, state) -> (log p(target) of each word, the state after):
     one window of a stream read by `model` (batch 1, on this process's first
-    device), computed as the engine would after training `config`: with XLA
-    for an LSTM on a CPU, unless `compiled` is False (windows of many lengths,
-    each of which XLA would compile anew)."""
+    device), computed as the engine would after training `config`: for an LSTM
+    on a CPU, with XLA and fast_cpu.StreamLSTM, unless `compiled` is False
+    (windows of many lengths, each of which XLA would compile anew)."""
     path = fast_cpu.stream_path(fast_cpu.path_for(tf.distribute.get_strategy(), config))
     if not compiled:
         path = fast_cpu.PLAIN
     log_probs = _WINDOW_LOG_PROBS[path.jit_compile]
+    model = _stream_twin(model, path)
     return lambda inputs, targets, state: log_probs(model, inputs, targets, state,
                                                     path.word_losses)
+
+
+# Each model's stream twin, kept while the model lives, so that its compiled step is reused.
+_STREAM_TWINS = weakref.WeakKeyDictionary()
+
+
+def _stream_twin(model, path):
+    """`model` with the LSTM layers of `path`, holding `model`'s weights as they are now."""
+    if path.lstm_layer is keras.layers.LSTM:
+        return model
+    stream_twin = _STREAM_TWINS.get(model)
+    if stream_twin is None:
+        stream_twin = keras.models.clone_model(
+            model, clone_function=lambda layer: _rebuilt(layer, path, dtype=None))
+        _STREAM_TWINS[model] = stream_twin
+    stream_twin.set_weights(model.get_weights())
+    return stream_twin

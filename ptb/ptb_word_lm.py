@@ -53,7 +53,6 @@ import numpy as np
 import tensorflow as tf
 
 from common import cli
-from common import data as common_data
 from common import run_folder
 from common import strategy as strategy_lib
 from common import training
@@ -118,27 +117,6 @@ def perplexity(loss_per_word):
     """exp of the mean loss per word (over a whole epoch, not a mean of per-batch exps);
     inf past what a float holds."""
     return math.exp(loss_per_word) if loss_per_word < 700 else math.inf
-
-
-# ----------------------------------------------------------------------------
-# Data
-
-
-def load_data(corpus, config):
-    """The training and validation splits of `corpus` (reader.read_corpus) as windowed
-    datasets."""
-    names = {split: reader.LAYOUTS[corpus.layout].format(split) for split in reader.SPLITS}
-    # Checks that the test split is long enough for its own (batch 1) windows.
-    reader.ptb_producer(corpus.test, 1, 1, name=names["test"])
-    return (window_dataset(corpus.train, config, names["train"]),
-            window_dataset(corpus.valid, config, names["valid"]))
-
-
-def window_dataset(ids, config, name="data"):
-    """The preset's windows of `ids` (reader.ptb_producer), one epoch, the next
-    window prepared while a step runs."""
-    windows = reader.ptb_producer(ids, config.batch_size, config.num_steps, name=name)
-    return common_data.without_autotune(windows.prefetch(tf.data.AUTOTUNE))
 
 
 # ----------------------------------------------------------------------------
@@ -237,13 +215,14 @@ def sgd(config):
 # Training and evaluation
 
 
-def run_epoch(step, initial_state, windows, config, progress=None):
+def run_epoch(step, initial_state, windows, config, progress=None, epoch=None):
     """Runs `step` over every window of an epoch; returns the loss per word.
 
     The tutorial's run_epoch: the state starts at zero and each window's final
     state is the next window's initial state, so gradients flow back num_steps
     words while the state carries everything read before.
-    `progress(windows_done, loss_per_word)` is called about ten times.
+    `progress(windows_done, loss_per_word)` is called about ten times; `epoch`
+    (from 0) is named if training diverges.
     """
     state = initial_state()
     total_loss, num_windows = 0.0, int(windows.cardinality())
@@ -255,7 +234,8 @@ def run_epoch(step, initial_state, windows, config, progress=None):
         # Diverged, nothing after it worth keeping: a loss that is not finite, or one
         # whose perplexity is beyond a float (clipping can keep such a loss finite).
         if not math.isfinite(total_loss) or math.isinf(perplexity(loss / config.num_steps)):
-            raise training.NonFiniteLoss(f"window {window + 1} of {num_windows}", loss)
+            raise training.NonFiniteLoss(f"window {window + 1} of {num_windows}", loss,
+                                         None if epoch is None else epoch + 1)
         if progress and (window + 1) % report_every == 0:
             progress(window + 1, total_loss / ((window + 1) * config.num_steps))
     return total_loss / (num_windows * config.num_steps)
@@ -324,11 +304,13 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     print(corpus.describe())
     config = dataclasses.replace(config, vocab_size=corpus.vocab_size)
     settings = dict(dataclasses.asdict(config), seed=seed, steps_per_epoch=steps_per_epoch,
-                    data_path=run_folder.data_setting(data_path))
+                    data_path=data_path)
     run = run_folder.open_run(save_path, "ptb", settings, restart, strategy,
                               own_files=[record.VOCABULARY])
     keras.utils.set_random_seed(seed)
-    train_data, valid_data = load_data(corpus, config)
+    train_data = corpus.windows("train", config.batch_size, config.num_steps)
+    valid_data = corpus.windows("valid", config.batch_size, config.num_steps)
+    corpus.windows("test", 1, 1)  # a test text long enough to be read as one stream
     test_ids = corpus.test
     if steps_per_epoch:
         train_data = train_data.take(steps_per_epoch)
@@ -354,9 +336,8 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
         print(f"Epoch {epoch + 1}: learning rate {record.format_learning_rate(learning_rate)}")
 
         start = time.perf_counter()
-        with training.name_epoch_on_failure(epoch):
-            train_loss = run_epoch(steps.train_step, steps.initial_state, train_data, config,
-                                   print_progress(epoch, num_windows, config, learning_rate))
+        train_loss = run_epoch(steps.train_step, steps.initial_state, train_data, config,
+                               print_progress(epoch, num_windows, config, learning_rate), epoch)
         seconds = time.perf_counter() - start
         valid_loss = run_epoch(steps.eval_step, steps.initial_state, valid_data, config)
         history.append(dict(

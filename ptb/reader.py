@@ -15,7 +15,7 @@ read as `<unk>`, which joins the vocabulary if the training text has none. On
 PTB nothing is outside: its 10,000 words are the tutorial's.
 
     corpus = read_corpus(data_path)           # .train, .valid, .test ids; .words
-    dataset = ptb_producer(corpus.train, batch_size=20, num_steps=20)
+    dataset = corpus.windows("train", batch_size=20, num_steps=20)  # ptb_producer
 """
 
 import collections
@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from common import cli
+from common import data as common_data
 from common.cli import UserInputError
 
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
@@ -59,6 +60,12 @@ class Corpus:
     @property
     def vocab_size(self):
         return len(self.words)
+
+    def windows(self, split, batch_size, num_steps):
+        """The `split`'s windows (ptb_producer), a text too short for them named by
+        its file."""
+        return ptb_producer(getattr(self, split), batch_size, num_steps,
+                            name=os.path.join(self.folder, LAYOUTS[self.layout].format(split)))
 
     def describe(self):
         """What the folder holds, in a few lines, as the trainer prints it."""
@@ -242,7 +249,8 @@ def ptb_producer(raw_data, batch_size, num_steps, name="data"):
 
     Returns:
       A tf.data.Dataset of (x, y) int32 pairs of shape [batch_size, num_steps],
-      in order, one epoch long, where y is x shifted one word ahead.
+      in order, one epoch long, where y is x shifted one word ahead; the next
+      window is prepared while a step runs.
     """
     raw_data = np.asarray(raw_data, dtype=np.int32)
     num_windows = epoch_size(len(raw_data), batch_size, num_steps)
@@ -257,4 +265,5 @@ def ptb_producer(raw_data, batch_size, num_steps, name="data"):
     # [num_windows, batch, steps]: window i is a column slice of every row.
     inputs = rows[:, :used].reshape(batch_size, num_windows, num_steps).transpose(1, 0, 2)
     targets = rows[:, 1 : used + 1].reshape(batch_size, num_windows, num_steps).transpose(1, 0, 2)
-    return tf.data.Dataset.from_tensor_slices((inputs, targets))
+    windows = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    return common_data.without_autotune(windows.prefetch(tf.data.AUTOTUNE))

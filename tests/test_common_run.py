@@ -17,7 +17,7 @@ from common import run_folder
 from common import source
 from common.cli import RunFailure
 from common.cli import UserInputError
-from ptb import ptb_word_lm
+from ptb import reader
 
 
 def test_settings_are_recorded_once_the_run_begins(tmp_path):
@@ -196,8 +196,7 @@ def test_the_tutorials_pipelines_run_without_tf_data_autotuning():
     pipelines = {
         "shuffled_epochs": common_data.shuffled_epochs(features, features, 4, 3, 0, 2),
         "in_order": common_data.in_order(features, features, 4),
-        "PTB windows": ptb_word_lm.window_dataset(
-            ptb_ids, ptb_word_lm.Config(batch_size=2)),
+        "PTB windows": reader.ptb_producer(ptb_ids, batch_size=2, num_steps=20),
     }
     for name, pipeline in pipelines.items():
         assert pipeline.options().autotune.enabled is False, name

@@ -15,7 +15,7 @@ from ptb import ptb_word_lm
 from ptb.fast_cpu import bfloat16
 from ptb.fast_cpu import step as fast_step
 from ptb.fast_cpu.bias_row_dense import BiasRowDense
-from ptb.fast_cpu.window_lstm import WindowLSTM
+from ptb.fast_cpu.window_lstm import StreamLSTM, WindowLSTM
 from ptb.tied_embedding import TiedEmbedding
 
 SMALL = ptb_word_lm.PRESETS["small"]
@@ -82,6 +82,25 @@ def test_window_lstm_refuses_what_it_does_not_compute():
         WindowLSTM(4, dropout=0.5)
     with pytest.raises(ValueError, match="fixed window length"):
         WindowLSTM(4)(keras.Input((None, 3)))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_stream_lstm_reads_any_window_as_keras_lstm_does(jit_compile):
+    rng = np.random.default_rng(4)
+    init = keras.initializers.RandomUniform(-0.5, 0.5, seed=3)
+    layers = [layer_class(5, return_sequences=True, return_state=True, kernel_initializer=init,
+                          recurrent_initializer=init, bias_initializer=init)
+              for layer_class in (keras.layers.LSTM, StreamLSTM)]
+    for steps in (7, 1, 3):  # windows of any length, one word included
+        inputs = tf.constant(rng.standard_normal((1, steps, 6)), tf.float32)
+        state = [tf.constant(rng.standard_normal((1, 5)), tf.float32) for _ in range(2)]
+        expected = layers[0](inputs, initial_state=state)
+        layers[1].build(inputs.shape)
+        layers[1].set_weights(layers[0].get_weights())
+        actual = tf.function(lambda: layers[1](inputs, initial_state=state),
+                             jit_compile=jit_compile)()
+        for got, wanted in zip(actual, expected):  # outputs, h, c
+            np.testing.assert_allclose(got.numpy(), wanted.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])

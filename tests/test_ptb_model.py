@@ -105,3 +105,7 @@ def test_windowed_evaluation_equals_word_by_word():
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     by_hand = np.exp(-log_probs[np.arange(156), ids[1:]].mean())
     assert word_by_word == pytest.approx(by_hand, rel=1e-4)
+    # Compiled with the CPU's stream layers (engine.window_log_probs), or plain Keras.
+    np.testing.assert_allclose(ptb_word_lm.stream_log_probs(model, TINY, ids),
+                               ptb_word_lm.stream_log_probs(model, TINY, ids, compiled=False),
+                               rtol=1e-5, atol=1e-6)

@@ -45,7 +45,7 @@ from common import training
 from ptb.fast_cpu import bfloat16
 from ptb.fast_cpu import step
 from ptb.fast_cpu.bias_row_dense import BiasRowDense
-from ptb.fast_cpu.window_lstm import WindowLSTM
+from ptb.fast_cpu.window_lstm import StreamLSTM, WindowLSTM
 from ptb.tied_embedding import TiedEmbedding
 
 
@@ -93,9 +93,13 @@ def path_for(strategy, config):
     return PLAIN
 
 
+# Reading one stream (batch 1: the test set, ptb.score) after FAST or FAST_BFLOAT16:
+# StreamLSTM with Keras' output layer, in float32 with XLA, so that the
+# test perplexity is that of the weights as the tools compute with them.
+STREAM = Path("CPU fast path, one stream", StreamLSTM, keras.layers.Dense, step.word_losses,
+              update=None, jit_compile=True, dtype="float32")
+
+
 def stream_path(path):
-    """The path that evaluates one stream (batch 1: the test set) for a model
-    trained on `path`. After FAST_BFLOAT16 it is float32 with XLA, as after
-    FAST: the test perplexity is then that of the weights as the tools
-    (ptb.score, ptb.generate) compute with them."""
-    return dataclasses.replace(FAST, dtype="float32") if path is FAST_BFLOAT16 else path
+    """The path that evaluates one stream for a model trained on `path`."""
+    return STREAM if path in (FAST, FAST_BFLOAT16) else path

@@ -67,6 +67,36 @@ class WindowLSTM(keras.layers.LSTM):
                            tf.cast(self.cell.bias, dtype))
 
 
+@keras.saving.register_keras_serializable(package="ptb")
+class StreamLSTM(keras.layers.LSTM):
+    """keras.layers.LSTM for reading a stream (evaluation, batch 1): the inputs'
+    products for the whole window in one product, then the recurrence one step
+    at a time (a loop XLA compiles as a loop, for windows of any length).
+
+    At batch 1 each step is a matrix-vector product that reads the whole kernel
+    from memory; Keras' cell reads both kernels at every step, this only the
+    recurrent one. The same function from the same weights, to float32 rounding
+    (the bias and the input product are added before the recurrent product).
+    Forward only: it has no gradient written out.
+    """
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        del training  # no dropout inside the layer
+        if mask is not None:
+            raise ValueError("StreamLSTM does not support masks; use keras.layers.LSTM.")
+        h, c = (tf.cast(tf.convert_to_tensor(state), sequences.dtype) for state in initial_state)
+        kernel, recurrent_kernel, bias = (tf.cast(weight, sequences.dtype) for weight in (
+            self.cell.kernel, self.cell.recurrent_kernel, self.cell.bias))
+        input_gates = tf.einsum("btf,fg->tbg", sequences, kernel) + bias  # [time, batch, 4H]
+
+        def step(state, x_gates):
+            h, c, _ = cell(x_gates + tf.matmul(state[0], recurrent_kernel), state[1])
+            return h, c
+
+        outputs, cells = tf.scan(step, input_gates, initializer=(h, c))
+        return outputs[-1], tf.transpose(outputs, [1, 0, 2]), [outputs[-1], cells[-1]]
+
+
 @tf.custom_gradient
 def _recurrence(inputs, h, c, kernel, recurrent_kernel, bias):
     """The LSTM over a window, with its backward pass written out.
