@@ -20,9 +20,8 @@ default) the zeros go in front and long reviews lose their beginning:
 
 A recurrent layer's final state is what the classifier sees, so what it reads last
 matters. With padding="post" (zeros last) a SimpleRNN has to carry the review across
-up to 200 padding steps and forgets it: measured on the raw reviews (20,000 train,
-25,000 test, batch 128, no dropout, otherwise the defaults; docs/engineering-log.md)
-its test accuracy was 50.4% with "post" against 83.5% with "pre". Masking the
+up to 200 padding steps and forgets it: with "post" it stays near chance on the
+raw reviews (docs/engineering-log.md). Masking the
 padding instead would also work, but cuDNN only accepts right-padded masks and
 masking costs time on a CPU.
 """

@@ -4,15 +4,9 @@ Reproduces the classic Keras/TensorFlow IMDB tutorial (binary sentiment of movie
 reviews, 25,000 train / 25,000 test) on the raw Large Movie Review Dataset or on
 `keras.datasets.imdb`.
 
-Measured with `python -m imdb_sentiment.compare --data_path DIR/aclImdb_v1.tar.gz`
-(the defaults below; 22,500 train / 2,500 validation / 25,000 test reviews) on a
-2-core AMD EPYC VM with AVX2 only (the command, other runs and the runs behind
-each choice: docs/results.md):
-
-    model       parameters  test acc  test loss  best epoch (of run)  s/epoch
-    SimpleRNN    1,029,441    85.55%     0.3335                8 (8)       46
-    LSTM         1,117,377    88.42%     0.3019                6 (8)      111
-    GRU          1,088,449    88.40%     0.2981                6 (8)       89
+`python -m imdb_sentiment.compare` trains the three with the defaults below
+(22,500 train / 2,500 validation / 25,000 test reviews); their accuracies, with
+the commands: docs/results.md.
 
 Design, one line each (the measurements: docs/results.md, docs/engineering-log.md):
   - padding="pre": the RNN reads real words last (with "post" a SimpleRNN stays at chance).
@@ -20,7 +14,7 @@ Design, one line each (the measurements: docs/results.md, docs/engineering-log.m
   - the learning rate falls by lr_decay after every epoch, for the same reason.
   - validation and early stopping see a running average of the end-of-epoch weights
     (EpochWeightAverage): each epoch's own weights let validation noise pick the epoch;
-    Keras' per-step EMA matched its accuracy at 18-30% more time per epoch.
+    Keras' per-step EMA matched its accuracy at more time per epoch.
 
 Glossary: vocab_size = num_words, sequence_length = maxlen, units = hidden size.
 
@@ -163,7 +157,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     the last completed epoch, or only evaluates when training is over.
     """
     training.check_global_batch(config.batch_size, strategy)
-    settings = dict(dataclasses.asdict(config), data_path=run_folder.data_setting(data_path))
+    settings = dict(dataclasses.asdict(config), data_path=data_path)
     run = run_folder.open_run(save_path, "imdb_sentiment", settings, restart, strategy,
                               own_files=[VOCABULARY])
     if reviews is None:

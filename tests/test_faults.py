@@ -390,7 +390,7 @@ def test_a_worker_held_in_tensorflows_wait_still_ends_in_one_line(tmp_path, endi
 
 def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
     save_path = tmp_path / "run"
-    command = preset_command(data_dir / "ptb", save_path, "--steps_per_epoch=3000")
+    command = preset_command(data_dir / "ptb", save_path, "--steps_per_epoch=1500")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     wait_for(save_path / "checkpoint" / "checkpoint", process)
@@ -402,7 +402,7 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
     assert resumed.returncode == 0 and "Resuming" in resumed.stdout, resumed.stderr[-2000:]
     # ... to the numbers of a run that was never interrupted.
     whole = run_module(*preset_command(data_dir / "ptb", tmp_path / "whole",
-                                       "--steps_per_epoch=3000")[2:])
+                                       "--steps_per_epoch=1500")[2:])
     assert whole.returncode == 0, whole.stderr[-2000:]
     resumed_metrics, whole_metrics = read_metrics(save_path), read_metrics(tmp_path / "whole")
     assert timing_free(resumed_metrics["history"]) == timing_free(whole_metrics["history"])

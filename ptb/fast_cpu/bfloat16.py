@@ -2,8 +2,8 @@
 CPU with bfloat16 dot products).
 
 On such a CPU (AVX512_BF16 or AMX), TensorFlow's own matrix product (oneDNN)
-multiplies bfloat16 1.4 to 2 times as fast as float32, but XLA's CPU code
-multiplies it no faster than float32 (docs/performance.md). So here the
+multiplies bfloat16 faster than float32, but XLA's CPU code multiplies it no
+faster than float32 (docs/performance.md). So here the
 products run as TensorFlow's operations, outside XLA, and only the
 element-wise parts are compiled:
 

@@ -8,7 +8,7 @@ own over the [words x vocabulary] logits, and the backward pass sums the
 [words x vocabulary] gradient over the words for the bias's gradient: a
 column sum beside the output layer's two backward products. With the bias
 inside the product, its gradient is the last row of [x, 1]^T @ gradient, the
-product that gives the kernel's gradient anyway, 0.5% larger
+product that gives the kernel's gradient anyway, one row larger
 (docs/performance.md has the profile and the step times).
 
 Same weights as keras.layers.Dense (checkpoints are interchangeable) and the
