@@ -94,9 +94,14 @@ def run_folder_path(tutorial, name):
 
 def download_failure_reason(error):
     """Why a download failed, in a few words: the cause that Keras' get_file puts
-    after " -- " ("[Errno -2] Name or service not known"), else the error's message."""
+    after " -- " ("[Errno -2] Name or service not known"), with the HTTP status
+    before it if there is one ("404 Not Found"); else the error's message."""
     message = " ".join(str(error).split())
-    return message.rsplit(" -- ", 1)[-1] if message else type(error).__name__
+    head, separator, cause = message.rpartition(" -- ")
+    if not separator:
+        return message or type(error).__name__
+    status = head.rsplit(": ", 1)[-1]
+    return f"{status} {cause}" if status.isdigit() else cause
 
 
 def check_positive(name):

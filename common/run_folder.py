@@ -19,7 +19,7 @@ Every trainer runs the same protocol, one call at each point:
     for each epoch: history.append(...); run.end_epoch(history)   # record, then checkpoint
     run.finish(history, test_perplexity=...)       # the test results; the folder released
 
-Without a --save_path, `open_run` gives a NoRunFolder, whose calls do nothing.
+Without a --save_path, `open_run` gives a NoRunFolder, whose calls write nothing.
 
 The same command again resumes after the last completed epoch and ends with
 exactly the numbers of an uninterrupted run: the checkpoint holds the weights,

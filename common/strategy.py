@@ -79,17 +79,6 @@ def strategy_for_devices(device_names):
     return _log_choice(tf.distribute.get_strategy(), "the default strategy (CPU)")
 
 
-def is_one_cpu_replica(strategy):
-    """True when `strategy` runs one replica and no GPU is visible: then XLA may
-    compile a whole training step, fusing an RNN's many small per-step operations.
-
-    Not on GPUs, where Keras' LSTM and GRU run cuDNN kernels that XLA cannot
-    compile, and not with several replicas: there the step reads variables
-    mirrored on other devices, which a compiled step cannot reach.
-    """
-    return strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("GPU")
-
-
 def _join_workers(timeout):
     """MultiWorkerMirroredStrategy once every task of TF_CONFIG has joined, or one line
     naming the tasks that cannot be reached after `timeout` seconds, exit status 1.
@@ -117,8 +106,10 @@ def _join_workers(timeout):
              for index, address in enumerate(tf_config["cluster"].get(job, []))
              if (job, index) != (task["type"], int(task["index"]))]
     print(f"Waiting up to {timeout:.0f} s (--worker_timeout) for {_names(peers)}", flush=True)
+    started = time.monotonic()
     _meet(own_address, peers, timeout)
-    return _join_in_tensorflow(peers, timeout)
+    # What is left of --worker_timeout, for TensorFlow's own wait.
+    return _join_in_tensorflow(peers, timeout, max(timeout - (time.monotonic() - started), 1))
 
 
 def _meet(own_address, peers, timeout):
@@ -178,12 +169,12 @@ def _names(tasks):
     return ", ".join(f"{job} {index} ({address})" for job, index, address in tasks)
 
 
-def _join_in_tensorflow(peers, timeout):
+def _join_in_tensorflow(peers, timeout, seconds_left):
     """MultiWorkerMirroredStrategy(), with a watchdog for TensorFlow's wait.
 
     During the wait:
     - faulthandler's watchdog, a thread outside Python's lock, ends the process
-      with status 1 after `timeout` seconds, writing into a pipe;
+      with status 1 after `seconds_left` seconds, writing into a pipe;
     - Ctrl-C (SIGINT) has its default action back: the kernel ends the process
       at once, as killed by SIGINT (a shell's $? is 130). SIGTERM is taken by
       TensorFlow's handler meanwhile; cli's is put back once the wait is over.
@@ -201,7 +192,7 @@ def _join_in_tensorflow(peers, timeout):
     try:
         os.close(read_end)
         handlers = _default_signal_actions((signal.SIGINT, signal.SIGTERM))
-        faulthandler.dump_traceback_later(timeout, exit=True, file=write_end)
+        faulthandler.dump_traceback_later(seconds_left, exit=True, file=write_end)
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     finally:
         faulthandler.cancel_dump_traceback_later()

@@ -33,7 +33,6 @@ import keras
 import tensorflow as tf
 
 from common import machine
-from common import strategy as strategy_lib
 from common.cli import RunFailure
 from common.cli import UserInputError
 
@@ -125,6 +124,19 @@ def check_cpu_bfloat16():
 # Steps
 
 
+def is_one_cpu_replica(strategy):
+    """True when `strategy` runs one replica and no GPU is visible: then XLA may
+    compile a whole training step, fusing an RNN's many small per-step operations.
+
+    Not on GPUs, where Keras' LSTM and GRU run cuDNN kernels that XLA cannot
+    compile, and not with several replicas: there the step reads variables
+    mirrored on other devices, which a compiled step cannot reach.
+    """
+    return strategy.num_replicas_in_sync == 1 and not tf.config.list_logical_devices("GPU")
+
+
+
+
 def replicated_step(strategy, replica_step, jit_compile=False):
     """`replica_step` run on every replica, as one tf.function:
 
@@ -133,7 +145,7 @@ def replicated_step(strategy, replica_step, jit_compile=False):
     `replica_step` returns a tuple; its first element is summed over the
     replicas, the others stay per replica (under several replicas, PerReplica
     values, such as PTB's LSTM state). jit_compile: compile each replica's step
-    with XLA (valid where `strategy.is_one_cpu_replica`).
+    with XLA (valid where `is_one_cpu_replica`).
     """
     if jit_compile:
         replica_step = tf.function(replica_step, jit_compile=True)
@@ -155,7 +167,7 @@ class _Steps:
             # several replicas its variables fail ("You must feed a value for placeholder").
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)
-        jit_compile = jit_compile and strategy_lib.is_one_cpu_replica(strategy)
+        jit_compile = jit_compile and is_one_cpu_replica(strategy)
         self._train = replicated_step(strategy, self._train_step, jit_compile)
         self._evaluate = replicated_step(strategy, self._evaluate_step, jit_compile)
 
@@ -214,7 +226,7 @@ def fit(model, strategy, train_batches, validation_batches, *, loss, metrics, ep
     read whole after every epoch. loss(labels, predictions): the loss of each
     example. metrics: {name: function(labels, predictions) -> value per example}.
     jit_compile: compile the steps with XLA where that is valid
-    (`strategy.is_one_cpu_replica`).
+    (`is_one_cpu_replica`).
     """
     steps = _Steps(model, strategy, loss, metrics, jit_compile)
     callbacks = keras.callbacks.CallbackList(

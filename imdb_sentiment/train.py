@@ -61,7 +61,7 @@ class Config:
     units: int = 128  # recurrent state size
     word_dropout: float = 0.2  # whole words dropped from each review while training
     dropout: float = 0.5  # on the RNN's inputs (same mask every step; cuDNN-safe)
-    batch_size: int = 64  # global; as fast per review as 128 on 2 CPU cores
+    batch_size: int = 64  # global batch (all replicas together)
     learning_rate: float = 1e-3  # Adam's default, for the first epoch
     lr_decay: float = 0.6  # learning rate *= lr_decay after every epoch
     weight_averaging: float = 0.5  # old average's share, each epoch (EpochWeightAverage); 0 = off
@@ -86,9 +86,9 @@ class EpochWeightAverage(keras.callbacks.Callback):
     on. An epoch's last weights carry the noise of its last minibatches; the average
     sits nearer the middle of where they wander, so early stopping picks by noise
     less often. Keras' optimizer EMA (`use_ema=True`, momentum 0.997, the same
-    span) gave the same test accuracy, within 0.07 points, but updates a copy of
-    every weight after every step. That made LSTM and GRU epochs 18-30% slower
-    here (docs/results.md), and its swap state is not in a checkpoint.
+    span) gave the same test accuracy, but updates a copy of every weight after
+    every step, which made LSTM and GRU epochs slower (docs/engineering-log.md),
+    and its swap state is not in a checkpoint.
 
     Keras validates before `on_epoch_end`, so the average is swapped in for the
     validation and again from `on_epoch_end` to the next epoch's start. Callbacks

@@ -64,9 +64,8 @@ class Steps:
         words = keras.Input(shape=(None,), dtype="int32", name="words")
         state = [keras.Input(shape=spec.shape[1:], name=spec.name)
                  for spec in self.model.inputs[1:]]
-        model = keras.models.clone_model(
-            self.model, input_tensors=[words, *state],
-            clone_function=lambda layer: _rebuilt(layer, fast_cpu.PLAIN, dtype))
+        model = _clone(self.model, lambda layer: _rebuilt(layer, fast_cpu.PLAIN, dtype),
+                       input_tensors=[words, *state])
         model.set_weights(self.model.get_weights())
         return model
 
@@ -121,11 +120,18 @@ def twin(model, path):
     TiedEmbedding, the same weights and optimizer; `model` itself on the plain path."""
     if path.lstm_layer is keras.layers.LSTM and path.output_layer is keras.layers.Dense:
         return model
-    twin_model = keras.models.clone_model(
-        model, clone_function=lambda layer: _rebuilt(layer, path, path.dtype))
+    twin_model = _clone(model, lambda layer: _rebuilt(layer, path, path.dtype))
     twin_model.set_weights(model.get_weights())
     twin_model.compile(optimizer=model.optimizer)
     return twin_model
+
+
+def _clone(model, clone_function, input_tensors=None):
+    """keras.models.clone_model, uncompiled: a compiled model's clone would be
+    compiled too, and its saved file would carry an optimizer."""
+    clone = keras.models.clone_model(model, input_tensors=input_tensors,
+                                     clone_function=clone_function)
+    return keras.Model(clone.inputs, clone.outputs, name=model.name)
 
 
 def _rebuilt(layer, path, dtype):
@@ -183,8 +189,7 @@ def _stream_twin(model, path):
         return model
     stream_twin = _STREAM_TWINS.get(model)
     if stream_twin is None:
-        stream_twin = keras.models.clone_model(
-            model, clone_function=lambda layer: _rebuilt(layer, path, dtype=None))
+        stream_twin = _clone(model, lambda layer: _rebuilt(layer, path, dtype=None))
         _STREAM_TWINS[model] = stream_twin
     stream_twin.set_weights(model.get_weights())
     return stream_twin

@@ -37,9 +37,10 @@ same way (reader.py); --vocab_size and --tied are not the tutorial's.
 The text goes: reader.py (words to ids to windows), then here the presets, the
 model in keras.layers, the window's cost, `run_epoch` carrying the state from
 window to window, the stream evaluation and `train_and_evaluate`. Two doors
-lead elsewhere, one call each: `engine.compile`, the steps computed as fast as
-the machine allows (ptb/engine.py), and `run_folder.open_run`, the run folder
-that makes a run resumable and that ptb.score, generate, next_word and export read.
+lead elsewhere: the engine (ptb/engine.py), whose `compile` gives the steps and
+`window_log_probs` the stream's, computed as fast as the machine allows; and
+`run_folder.open_run`, the run folder that makes a run resumable and that
+ptb.score, generate, next_word and export read.
 """
 
 import dataclasses

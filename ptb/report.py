@@ -8,7 +8,6 @@ Each `label=path` names a run folder (its metrics.json) or a history.csv.
 """
 
 import csv
-import json
 import pathlib
 
 import common  # noqa: F401  (quiets TensorFlow's start-up logs)
@@ -25,7 +24,7 @@ def read_history(path):
     path = pathlib.Path(path)
     try:
         if path.is_dir():
-            history = json.loads((path / run_folder.METRICS).read_text())["history"]
+            history = files.read_json((path / run_folder.METRICS).read_text())["history"]
         else:
             with open(path, newline="") as file:
                 history = [{key: float(value) for key, value in row.items()}

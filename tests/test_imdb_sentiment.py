@@ -244,7 +244,7 @@ def test_imdb_model_and_weight_average_on_two_mirrored_cpus():
 import common, dataclasses, json, numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from common import strategy as strategy_lib, training
+from common import training
 from imdb_sentiment import model as model_lib, train
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = dataclasses.replace(train.DEFAULTS, vocab_size=30, embedding_dim=4, units=8,
@@ -267,7 +267,7 @@ want = [0.5 * a + 0.5 * b for a, b in zip(*trained)]
 ok = all(np.allclose(local.numpy(), w, atol=1e-7)
          for variable, w in zip(model.weights, want)
          for local in strategy.experimental_local_results(variable))
-print(json.dumps([strategy.num_replicas_in_sync, strategy_lib.is_one_cpu_replica(strategy), ok]))
+print(json.dumps([strategy.num_replicas_in_sync, training.is_one_cpu_replica(strategy), ok]))
 """
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=300)

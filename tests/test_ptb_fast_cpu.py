@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from common import strategy as strategy_lib
+from common import training
 from ptb import benchmark
 from ptb import fast_cpu
 from ptb import ptb_word_lm
@@ -185,10 +185,10 @@ def test_gpu_and_several_replicas_get_the_plain_cudnn_eligible_model(monkeypatch
     assert fast_cpu.path_for(one_replica, dataclasses.replace(TINY, rnn_cell="gru")) is (
         fast_cpu.PLAIN)
     two_replicas = types.SimpleNamespace(num_replicas_in_sync=2)
-    assert not strategy_lib.is_one_cpu_replica(two_replicas)
+    assert not training.is_one_cpu_replica(two_replicas)
     for gpu_visible, strategy in ((True, one_replica), (False, two_replicas)):
         if gpu_visible:
-            monkeypatch.setattr(strategy_lib, "is_one_cpu_replica", lambda strategy: False)
+            monkeypatch.setattr(training, "is_one_cpu_replica", lambda strategy: False)
         path = fast_cpu.path_for(strategy, TINY)
         assert path is fast_cpu.PLAIN and not path.jit_compile  # no XLA: cuDNN cannot be compiled
         # The engine trains the model as the trainer built it.

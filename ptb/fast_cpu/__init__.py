@@ -40,7 +40,6 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from common import strategy as strategy_lib
 from common import training
 from ptb.fast_cpu import bfloat16
 from ptb.fast_cpu import step
@@ -86,16 +85,16 @@ def path_for(strategy, config):
     mixed_bfloat16 policy, which --mixed_precision sets on a CPU), PLAIN otherwise
     (GPUs, several replicas, and the GRU and SimpleRNN cells, whose Keras while
     loops XLA made slower)."""
-    if config.rnn_cell == "lstm" and strategy_lib.is_one_cpu_replica(strategy):
+    if config.rnn_cell == "lstm" and training.is_one_cpu_replica(strategy):
         if keras.mixed_precision.global_policy().name == "mixed_bfloat16":
             return FAST_BFLOAT16
         return FAST
     return PLAIN
 
 
-# Reading one stream (batch 1: the test set, ptb.score) after FAST or FAST_BFLOAT16:
-# StreamLSTM with Keras' output layer, in float32 with XLA, so that the
-# test perplexity is that of the weights as the tools compute with them.
+# Reading one stream (batch 1: the test set, ptb.score) on a CPU: StreamLSTM with
+# Keras' output layer, with XLA; after FAST_BFLOAT16 the trainer's batch-1 model is
+# float32, so that its test perplexity is that of the weights as the tools compute.
 STREAM = Path("CPU fast path, one stream", StreamLSTM, keras.layers.Dense, step.word_losses,
               update=None, jit_compile=True, dtype="float32")
 

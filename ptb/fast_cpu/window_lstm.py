@@ -31,18 +31,7 @@ class WindowLSTM(keras.layers.LSTM):
 
     def __init__(self, units, **kwargs):
         super().__init__(units, **kwargs)
-        unsupported = {
-            "activation": self.cell.activation is not keras.activations.tanh,
-            "recurrent_activation": self.cell.recurrent_activation is not keras.activations.sigmoid,
-            "use_bias": not self.cell.use_bias,
-            "dropout": bool(self.cell.dropout),
-            "recurrent_dropout": bool(self.cell.recurrent_dropout),
-            "go_backwards": self.go_backwards,
-        }
-        named = [name for name, bad in unsupported.items() if bad]
-        if named:
-            raise ValueError(f"WindowLSTM does not support {', '.join(named)} other than "
-                             "the defaults; use keras.layers.LSTM.")
+        check_supported(self)
 
     def build(self, sequences_shape, initial_state_shape=None):
         if sequences_shape[1] is None:
@@ -67,6 +56,23 @@ class WindowLSTM(keras.layers.LSTM):
                            tf.cast(self.cell.bias, dtype))
 
 
+def check_supported(layer):
+    """Refuses, naming them, the arguments of keras.layers.LSTM that `layer` (a
+    WindowLSTM or StreamLSTM) does not compute."""
+    unsupported = {
+        "activation": layer.cell.activation is not keras.activations.tanh,
+        "recurrent_activation": layer.cell.recurrent_activation is not keras.activations.sigmoid,
+        "use_bias": not layer.cell.use_bias,
+        "dropout": bool(layer.cell.dropout),
+        "recurrent_dropout": bool(layer.cell.recurrent_dropout),
+        "go_backwards": layer.go_backwards,
+    }
+    named = [name for name, bad in unsupported.items() if bad]
+    if named:
+        raise ValueError(f"{type(layer).__name__} does not support {', '.join(named)} other "
+                         "than the defaults; use keras.layers.LSTM.")
+
+
 @keras.saving.register_keras_serializable(package="ptb")
 class StreamLSTM(keras.layers.LSTM):
     """keras.layers.LSTM for reading a stream (evaluation, batch 1): the inputs'
@@ -79,6 +85,10 @@ class StreamLSTM(keras.layers.LSTM):
     (the bias and the input product are added before the recurrent product).
     Forward only: it has no gradient written out.
     """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **kwargs)
+        check_supported(self)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         del training  # no dropout inside the layer
