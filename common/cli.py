@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import sys
+import threading
 
 from absl import app
 from absl import flags
@@ -129,6 +130,7 @@ def run(main, takes_arguments=False):
         # Warnings and errors only: at INFO, TensorFlow adds a line per checkpoint.
         logging.set_verbosity(logging.WARNING)
         signal.signal(signal.SIGTERM, _terminated)  # as Ctrl-C: the same message
+        sys.unraisablehook = _redeliver_lost_interrupts(sys.unraisablehook)
         try:
             if len(argv) > 1 and not takes_arguments:
                 raise UserInputError(f"unexpected arguments {' '.join(argv[1:])!r}; flags "
@@ -166,6 +168,26 @@ class _Terminated(KeyboardInterrupt):
 
 def _terminated(signum, frame):
     raise _Terminated()
+
+
+def _redeliver_lost_interrupts(default_hook):
+    """An unraisablehook that sends a swallowed Ctrl-C or SIGTERM again.
+
+    Python runs a signal's handler wherever the main thread is, and when that is a
+    destructor (TensorFlow's objects have many, run by the garbage collector at any
+    moment) the KeyboardInterrupt it raises is printed as "Exception ignored" and
+    dropped: the run would go on to its end. The signal is sent again a moment
+    later, from a helper thread, once the destructor has likely returned; it repeats
+    until it lands.
+    """
+
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return default_hook(unraisable)
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, _Terminated) else signal.SIGINT
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+
+    return hook
 
 
 def _lost_task(error):
