@@ -32,18 +32,12 @@ Get the data and run (downloads the data when --data_path is left out):
   python -m ptb.ptb_word_lm --data_path=simple-examples/data/ --model small
 
 Any word-level corpus in PTB's, PyTorch's or WikiText's file names trains the
-same way (reader.py); --vocab_size and --tied are not the tutorial's.
-
-The text goes: reader.py (words to ids to windows), then here the presets, the
-model in keras.layers, the window's cost, `run_epoch` carrying the state from
-window to window, the stream evaluation and `train_and_evaluate`. Two doors
-lead elsewhere: the engine (ptb/engine.py), whose `compile` gives the steps and
-`window_log_probs` the stream's, computed as fast as the machine allows; and
-`run_folder.open_run`, the run folder that makes a run resumable and that
-ptb.score, generate, next_word and export read.
+same way (reader.py). The steps are computed by ptb/engine.py, as fast as the
+machine allows; the run folder (common/run_folder.py) makes a run resumable.
 """
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -84,9 +78,10 @@ class Config:
 
 # The recurrent layers --rnn_cell chooses from, and the state each carries per layer.
 RNN_CELLS = {
-    "lstm": ("h", "c"),
-    "gru": ("h",),
-    "simple_rnn": ("h",),
+    # The tutorial's BasicLSTMCell: forget_bias=0.0.
+    "lstm": (functools.partial(keras.layers.LSTM, unit_forget_bias=False), ("h", "c")),
+    "gru": (keras.layers.GRU, ("h",)),
+    "simple_rnn": (keras.layers.SimpleRNN, ("h",)),
 }
 
 
@@ -141,7 +136,7 @@ def build_model(config, num_steps=None, seed=0):
         raise ValueError(f"rnn_cell={config.rnn_cell!r}: choose one of {', '.join(RNN_CELLS)}.")
     init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale, seed=seed)
     dropout_rate = 1.0 - config.keep_prob
-    state_parts = RNN_CELLS[config.rnn_cell]
+    recurrent_layer, state_parts = RNN_CELLS[config.rnn_cell]
     words = keras.Input(shape=(num_steps,), dtype="int32", name="words")
     state = [keras.Input(shape=(config.hidden_size,), name=f"{config.rnn_cell}_{layer}_{part}")
              for layer in range(config.num_layers) for part in state_parts]
@@ -160,7 +155,11 @@ def build_model(config, num_steps=None, seed=0):
     final_state = []
     for layer in range(config.num_layers):
         layer_state = state[len(state_parts) * layer:len(state_parts) * (layer + 1)]
-        x, *layer_state = recurrent_layer(config, layer, init)(x, initial_state=layer_state)
+        x, *layer_state = recurrent_layer(
+            config.hidden_size, return_sequences=True, return_state=True,
+            kernel_initializer=init, recurrent_initializer=init,
+            bias_initializer="zeros",  # as the tutorial's cells
+            name=f"{config.rnn_cell}_{layer}")(x, initial_state=layer_state)
         final_state += layer_state
         x = ReplicaDropout(dropout_rate, seed=seed + 2 + layer)(x)
     if config.tied:
@@ -172,23 +171,9 @@ def build_model(config, num_steps=None, seed=0):
     return keras.Model([words, *state], [logits, *final_state], name=f"ptb_{config.rnn_cell}")
 
 
-def recurrent_layer(config, layer, init):
-    """Layer `layer` of the stack, of the kind `config.rnn_cell` names."""
-    common_args = dict(units=config.hidden_size, return_sequences=True, return_state=True,
-                       kernel_initializer=init, recurrent_initializer=init,
-                       # The tutorial's BasicLSTMCell starts its biases at zero.
-                       bias_initializer="zeros", name=f"{config.rnn_cell}_{layer}")
-    if config.rnn_cell == "lstm":
-        # The tutorial's forget_bias=0.0.
-        return keras.layers.LSTM(unit_forget_bias=False, **common_args)
-    if config.rnn_cell == "gru":
-        return keras.layers.GRU(**common_args)
-    return keras.layers.SimpleRNN(**common_args)
-
-
 def zero_state(config, batch_size):
     """The state every epoch (and the test stream) starts from."""
-    state_size = len(RNN_CELLS[config.rnn_cell]) * config.num_layers
+    state_size = len(RNN_CELLS[config.rnn_cell][1]) * config.num_layers
     return [tf.zeros([batch_size, config.hidden_size]) for _ in range(state_size)]
 
 
@@ -222,7 +207,7 @@ def run_epoch(step, initial_state, windows, config, progress=None, epoch=None):
     The tutorial's run_epoch: the state starts at zero and each window's final
     state is the next window's initial state, so gradients flow back num_steps
     words while the state carries everything read before.
-    `progress(windows_done, loss_per_word)` is called about ten times; `epoch`
+    `progress(windows_done, perplexity)` is called about ten times; `epoch`
     (from 0) is named if training diverges.
     """
     state = initial_state()
@@ -238,7 +223,7 @@ def run_epoch(step, initial_state, windows, config, progress=None, epoch=None):
             raise training.NonFiniteLoss(f"window {window + 1} of {num_windows}", loss,
                                          None if epoch is None else epoch + 1)
         if progress and (window + 1) % report_every == 0:
-            progress(window + 1, total_loss / ((window + 1) * config.num_steps))
+            progress(window + 1, perplexity(total_loss / ((window + 1) * config.num_steps)))
     return total_loss / (num_windows * config.num_steps)
 
 
@@ -267,20 +252,6 @@ def evaluate_stream(model, config, ids, window=EVAL_WINDOW):
     """Perplexity of `model` over `ids` read as one stream (`stream_log_probs`):
     the tutorial's test perplexity."""
     return perplexity(-stream_log_probs(model, config, ids, window).mean())
-
-
-def print_progress(epoch, num_windows, config, learning_rate):
-    """The tutorial's progress line, as a `run_epoch` progress callback."""
-    start = time.perf_counter()
-    words_per_window = config.batch_size * config.num_steps
-
-    def progress(windows_done, loss_per_word):
-        words_per_second = windows_done * words_per_window / (time.perf_counter() - start)
-        ppl = record.format_perplexity(perplexity(loss_per_word))
-        print(f"| epoch {epoch + 1:3d} | {windows_done:5d}/{num_windows} windows "
-              f"| lr {record.format_learning_rate(learning_rate):>6} | ppl {ppl:>9} "
-              f"| {words_per_second:6.0f} words/s |", flush=True)
-    return progress
 
 
 # ----------------------------------------------------------------------------
@@ -327,27 +298,22 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     print(f"Model {model.count_params():,} parameters; "
           f"{strategy.num_replicas_in_sync} replica(s) in sync; {steps.name}.")
     epochs_done, history = run.resume(model)  # (0, []) for a new run
-    title = (f"{config.rnn_cell} language model, {config.num_layers} x {config.hidden_size} "
-             f"units{', tied' if config.tied else ''}")
-    records = record.RunRecord(run, model, title)  # the figure, TensorBoard
+    records = record.RunRecord(run, model, config, num_windows)  # printed, the figure, TensorBoard
 
     for epoch in range(epochs_done, config.epochs):
         learning_rate = learning_rate_for_epoch(config, epoch)
         model.optimizer.learning_rate.assign(learning_rate)
-        print(f"Epoch {epoch + 1}: learning rate {record.format_learning_rate(learning_rate)}")
+        progress = records.epoch_start(epoch, learning_rate)
 
         start = time.perf_counter()
         train_loss = run_epoch(steps.train_step, steps.initial_state, train_data, config,
-                               print_progress(epoch, num_windows, config, learning_rate), epoch)
+                               progress, epoch)
         seconds = time.perf_counter() - start
         valid_loss = run_epoch(steps.eval_step, steps.initial_state, valid_data, config)
         history.append(dict(
             epoch=epoch + 1, learning_rate=learning_rate,
             train_perplexity=perplexity(train_loss), valid_perplexity=perplexity(valid_loss),
             seconds=seconds, words_per_second=num_windows * words_per_window / seconds))
-        print(f"Epoch {epoch + 1}: train perplexity "
-              f"{record.format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
-              f"{record.format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
         records.epoch_end(history, train_loss, valid_loss)
         run.end_epoch(history)  # metrics.json, then the checkpoint
     records.training_end()
@@ -356,9 +322,8 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     eval_model = steps.stream_model()  # batch 1, windows of any length
     test_perplexity = evaluate_stream(eval_model, config, test_ids)
     test_seconds = time.perf_counter() - start
-    print(f"Test perplexity: {record.format_perplexity(test_perplexity)} "
-          f"({len(test_ids) - 1:,} words in {test_seconds:.1f} s)")
-    records.test_end(history, eval_model, corpus.words, test_perplexity)
+    records.test_end(history, eval_model, corpus.words, test_perplexity,
+                     len(test_ids) - 1, test_seconds)
     run.finish(history, test_scalars=dict(test_perplexity=test_perplexity),
                test_perplexity=test_perplexity, test_seconds=test_seconds,
                training_seconds=sum(epoch["seconds"] for epoch in history))

@@ -7,6 +7,8 @@ The figures are matplotlib's Figure objects, drawn without pyplot, so that no
 display or backend is needed (servers, CI).
 """
 
+import time
+
 import matplotlib.figure
 import matplotlib.ticker
 
@@ -27,15 +29,37 @@ def format_learning_rate(value):
 
 
 class RunRecord:
-    """The trainer's records in its run folder `run` (a NoRunFolder keeps none)."""
+    """What the trainer prints, as the tutorial prints it, and its records in its run
+    folder `run` (a NoRunFolder keeps none)."""
 
-    def __init__(self, run, model, title):
-        self.run, self.title = run, title
+    def __init__(self, run, model, config, num_windows):
+        self.run, self.num_windows = run, num_windows
+        self.words_per_window = config.batch_size * config.num_steps
+        self.title = (f"{config.rnn_cell} language model, {config.num_layers} x "
+                      f"{config.hidden_size} units{', tied' if config.tied else ''}")
         self.tensorboard = run.tensorboard()  # the curves, as Keras' fit writes them
         self.tensorboard.set_model(model)
         self.tensorboard.on_train_begin()
 
+    def epoch_start(self, epoch, learning_rate):
+        """Prints the epoch's learning rate; returns its `progress(windows_done,
+        perplexity)` for run_epoch, which prints the progress line."""
+        print(f"Epoch {epoch + 1}: learning rate {format_learning_rate(learning_rate)}")
+        start = time.perf_counter()
+
+        def progress(windows_done, perplexity):
+            words_per_second = (windows_done * self.words_per_window
+                                / (time.perf_counter() - start))
+            print(f"| epoch {epoch + 1:3d} | {windows_done:5d}/{self.num_windows} windows "
+                  f"| lr {format_learning_rate(learning_rate):>6} "
+                  f"| ppl {format_perplexity(perplexity):>9} "
+                  f"| {words_per_second:6.0f} words/s |", flush=True)
+        return progress
+
     def epoch_end(self, history, train_loss, valid_loss):
+        print(f"Epoch {history[-1]['epoch']}: train perplexity "
+              f"{format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
+              f"{format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
         self.run.save_figure(FIGURE, lambda: perplexity_figure(history, self.title))
         self.tensorboard.on_epoch_end(history[-1]["epoch"] - 1, dict(
             loss=train_loss, perplexity=history[-1]["train_perplexity"],
@@ -45,8 +69,11 @@ class RunRecord:
     def training_end(self):
         self.tensorboard.on_train_end()
 
-    def test_end(self, history, eval_model, words, test_perplexity):
-        """The final model and its vocabulary, and the test result in the figure's title."""
+    def test_end(self, history, eval_model, words, test_perplexity, words_scored, seconds):
+        """Prints the test result; saves the final model, its vocabulary (`words`) and
+        the figure with the test result in its title."""
+        print(f"Test perplexity: {format_perplexity(test_perplexity)} "
+              f"({words_scored:,} words in {seconds:.1f} s)")
         self.run.save_model(eval_model, "model.keras")
         self.run.write_json(VOCABULARY, words)
         self.run.save_figure(FIGURE, lambda: perplexity_figure(

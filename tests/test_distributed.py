@@ -185,12 +185,13 @@ def test_ptb_checkpoints_move_between_one_and_two_replicas(tmp_path):
 from ptb import ptb_word_lm
 config = dataclasses.replace(ptb_word_lm.PRESETS["small"], vocab_size=40, hidden_size=16,
                              num_steps=5, learning_rate=0.2, epochs=3, epochs_at_full_lr=1)
-print_progress = ptb_word_lm.print_progress
+from ptb import record
+epoch_start = record.RunRecord.epoch_start
 
-def stop_in_third_epoch(epoch, *args):
+def stop_in_third_epoch(self, epoch, *args):
     if epoch == 2:
         raise KeyboardInterrupt("stopped")
-    return print_progress(epoch, *args)
+    return epoch_start(self, epoch, *args)
 
 def train(strategy, folder):
     return ptb_word_lm.train_and_evaluate(config, "{data_path}", strategy,
@@ -198,12 +199,12 @@ def train(strategy, folder):
 
 results = dict(whole=train(ONE, "whole"))
 for first, then, name in ((TWO, ONE, "2-then-1"), (ONE, TWO, "1-then-2")):
-    ptb_word_lm.print_progress = stop_in_third_epoch
+    record.RunRecord.epoch_start = stop_in_third_epoch
     try:
         train(first, name)
     except KeyboardInterrupt:
         pass
-    ptb_word_lm.print_progress = print_progress
+    record.RunRecord.epoch_start = epoch_start
     results[name] = train(then, name)
 for r in results.values():
     for epoch in r["history"]:

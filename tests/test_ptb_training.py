@@ -14,6 +14,7 @@ from ptb import benchmark
 from ptb import language_model
 from ptb import ptb_word_lm
 from ptb import reader
+from ptb import record
 from tests.conftest import (ROOT, assert_one_line_error, killed_and_rerun_like_uninterrupted,
                             module_command, read_metrics, run_module, timing_free)
 
@@ -38,16 +39,16 @@ def test_resume_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypat
     uninterrupted = ptb_word_lm.train_and_evaluate(config, data_path, seed=3)
 
     save_path = str(tmp_path / "run")
-    print_progress = ptb_word_lm.print_progress
+    epoch_start = record.RunRecord.epoch_start
 
-    def crash_in_third_epoch(epoch, *args):
-        progress = print_progress(epoch, *args)
+    def crash_in_third_epoch(self, epoch, *args):
+        progress = epoch_start(self, epoch, *args)
         if epoch == 2:
             def progress(*_):
                 raise KeyboardInterrupt("simulated crash")
         return progress
 
-    monkeypatch.setattr(ptb_word_lm, "print_progress", crash_in_third_epoch)
+    monkeypatch.setattr(record.RunRecord, "epoch_start", crash_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         ptb_word_lm.train_and_evaluate(config, data_path, save_path=save_path, seed=3)
     with open(f"{save_path}/metrics.json") as f:
