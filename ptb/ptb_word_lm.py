@@ -134,7 +134,10 @@ def build_model(config, num_steps=None, seed=0):
     """
     if config.rnn_cell not in RNN_CELLS:
         raise ValueError(f"rnn_cell={config.rnn_cell!r}: choose one of {', '.join(RNN_CELLS)}.")
-    init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale, seed=seed)
+    # Each weight drawn on its own, as the tutorial's variables were: an initializer
+    # with an integer seed would give every weight of the same shape the same numbers.
+    init = keras.initializers.RandomUniform(-config.init_scale, config.init_scale,
+                                            seed=keras.random.SeedGenerator(seed))
     dropout_rate = 1.0 - config.keep_prob
     recurrent_layer, state_parts = RNN_CELLS[config.rnn_cell]
     words = keras.Input(shape=(num_steps,), dtype="int32", name="words")

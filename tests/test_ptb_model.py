@@ -53,6 +53,24 @@ def test_initialisation_matches_the_tutorial():
             assert np.abs(values).max() > 0.9 * SMALL.init_scale  # uniform, not narrower
 
 
+@pytest.mark.parametrize("rnn_cell, tied", [("lstm", False), ("gru", False), ("lstm", True)])
+def test_every_weight_starts_from_numbers_of_its_own(rnn_cell, tied):
+    """The tutorial draws each variable on its own; no two weights share their numbers,
+    whatever their shapes (a kernel and a recurrent kernel are both [units, 4 units])."""
+    config = dataclasses.replace(SMALL, rnn_cell=rnn_cell, tied=tied)
+    drawn = [weight for weight in ptb_word_lm.build_model(config, seed=3).weights
+             if weight.numpy().any()]  # the zero biases aside
+    for i, first in enumerate(drawn):
+        for second in drawn[i + 1:]:
+            size = min(first.numpy().size, second.numpy().size)
+            assert not np.array_equal(first.numpy().ravel()[:size],
+                                      second.numpy().ravel()[:size]), (first.path, second.path)
+    # The same seed, the same numbers.
+    again = ptb_word_lm.build_model(config, seed=3).weights
+    assert all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(ptb_word_lm.build_model(config, seed=3).weights, again))
+
+
 def test_learning_rate_schedule():
     rates = [ptb_word_lm.learning_rate_for_epoch(SMALL, epoch) for epoch in range(13)]
     assert rates == [1.0] * 4 + [0.5**k for k in range(1, 10)]
