@@ -415,6 +415,9 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
 SIGNAL_IN_A_DESTRUCTOR = """
 import os, signal, sys, threading, time
 from common import cli
+# Python keeps SIGINT ignored if it starts so (a background job of a script); Ctrl-C's
+# usual handler, as a terminal's program has it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class SlowToDestroy:
     def __del__(self):
