@@ -6,13 +6,15 @@ skipped, with a reason that names the variable and the layout; under CI (CI
 set), or when it names a missing folder, they fail.
 
 Entry points are run as a user runs them, `python -m <module> ...`, with
-`run_module`; `assert_one_line_error` checks the one error path every entry
-point shares (one line on stderr, exit status 2, no traceback).
+`run_module` (or, for many short command lines, `forked`: each its own process,
+forked once TensorFlow is imported); `assert_one_line_error` checks the one error
+path every entry point shares (one line on stderr, exit status 2, no traceback).
 """
 
 import json
 import os
 import pathlib
+import select
 import signal
 import subprocess
 import sys
@@ -54,6 +56,59 @@ def run_module(module, *args, stdin=None, env=None, timeout=600):
                           env={**os.environ, **(env or {})})
 
 
+class ForkedRuns:
+    """run_module for many short command lines (bad input, mostly): each runs as a
+    process of its own, forked from one Python that imported TensorFlow once
+    (tests/fork_server.py), with its own stdin (empty unless given), stdout, stderr,
+    environment and exit status. Calls run one at a time."""
+
+    def __init__(self, folder):
+        self.folder, self.count = pathlib.Path(folder), 0
+        with open(self.folder / "server.stderr", "w") as server_stderr:
+            self.server = subprocess.Popen(module_command("tests.fork_server"), cwd=ROOT,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=server_stderr, bufsize=0)
+
+    def run(self, module, *args, stdin=None, env=None, timeout=300):
+        """As run_module(module, *args, ...): the CompletedProcess."""
+        self.count += 1
+        files = {name: self.folder / f"{self.count}.{name}"
+                 for name in ("stdin", "stdout", "stderr")}
+        files["stdin"].write_text(stdin or "")
+        request = dict(module=module, args=list(map(str, args)), env={**os.environ, **(env or {})},
+                       **{name: str(path) for name, path in files.items()})
+        self.server.stdin.write((json.dumps(request) + "\n").encode())
+        pid = self._answer(120)["pid"]
+        try:
+            returncode = self._answer(timeout)["returncode"]
+        except subprocess.TimeoutExpired:
+            os.kill(pid, signal.SIGKILL)
+            self._answer(60)
+            raise
+        return subprocess.CompletedProcess(module_command(module, *args), returncode,
+                                           files["stdout"].read_text(), files["stderr"].read_text())
+
+    def _answer(self, timeout):
+        ready, _, _ = select.select([self.server.stdout], [], [], timeout)
+        if not ready:
+            raise subprocess.TimeoutExpired(module_command("tests.fork_server"), timeout)
+        line = self.server.stdout.readline()
+        assert line, f"the fork server ended: {(self.folder / 'server.stderr').read_text()[-2000:]}"
+        return json.loads(line)
+
+    def close(self):
+        self.server.stdin.close()
+        self.server.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def forked(tmp_path_factory):
+    """The suite's ForkedRuns; its server starts on first use."""
+    runs = ForkedRuns(tmp_path_factory.mktemp("forked"))
+    yield runs
+    runs.close()
+
+
 def assert_one_line_error(result, expected):
     """Exit status 2, no traceback, and stderr's last line is `error: ...expected...`."""
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
@@ -73,12 +128,15 @@ def timing_free(history):
             for epoch in history]
 
 
-def killed_and_rerun_like_uninterrupted(command_for, tmp_path, epochs):
-    """Runs command_for(folder) whole, and again SIGKILLed after its first epoch and
-    then re-run; asserts the two histories are equal and returns both metrics."""
-    whole_folder, killed_folder = tmp_path / "whole", tmp_path / "killed"
-    uninterrupted = run_module(*command_for(whole_folder)[2:])
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+def killed_and_rerun_like_uninterrupted(command_for, tmp_path, epochs, whole_folder=None):
+    """Runs command_for(folder) whole (or takes `whole_folder`, a finished run of the
+    same command), and again SIGKILLed after its first epoch and then re-run; asserts
+    the two histories are equal and returns both metrics."""
+    killed_folder = tmp_path / "killed"
+    if whole_folder is None:
+        whole_folder = tmp_path / "whole"
+        uninterrupted = run_module(*command_for(whole_folder)[2:])
+        assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
     epochs_before_kill = kill_after_first_epoch(command_for(killed_folder), killed_folder)
     assert 1 <= epochs_before_kill < epochs  # else the kill came too late to test anything
     resumed = run_module(*command_for(killed_folder)[2:])
@@ -88,6 +146,25 @@ def killed_and_rerun_like_uninterrupted(command_for, tmp_path, epochs):
     assert timing_free(killed["history"]) == timing_free(whole["history"])
     assert len(whole["history"]) == epochs
     return whole, killed
+
+
+# The PTB run that tests stop (SIGKILL, SIGTERM) and resume: the `test` preset on
+# real PTB, two epochs of 300 windows. `uninterrupted_ptb_run` runs it once, whole.
+PTB_STOPPED_RUN = ("--model=test", "--epochs=2", "--steps_per_epoch=300")
+
+
+def ptb_stopped_run_command(data_dir, save_path):
+    return module_command("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", *PTB_STOPPED_RUN,
+                          f"--save_path={save_path}")
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_ptb_run(data_dir, tmp_path_factory):
+    """The run folder of ptb_stopped_run_command, run to its end without a stop."""
+    folder = tmp_path_factory.mktemp("uninterrupted_ptb") / "run"
+    result = run_module(*ptb_stopped_run_command(data_dir, folder)[2:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    return folder
 
 
 def epochs_in_checkpoint(run_folder):

@@ -4,10 +4,10 @@ input and what to do, exit status 2, no traceback (common/cli.py).
 One test per entry point runs its whole matrix of bad inputs: an unknown flag, a
 value absl cannot parse, a choice out of range, stray arguments, a missing data
 folder, a flag value out of range, more GPUs than exist, a malformed TF_CONFIG.
-The cases of one entry point run two at a time (each is a fresh Python).
+Each case is a process of its own, forked from one Python that imported
+TensorFlow once (tests/fork_server.py); one case is also run as a fresh
+`python -m`, and must end the same.
 """
-
-import concurrent.futures
 
 import pytest
 
@@ -87,20 +87,18 @@ ENTRY_POINTS = {
 }
 
 
-def run_case(module, case, tmp_path):
+def run_case(module, case, tmp_path, run=run_module):
     args, env, _ = ENTRY_POINTS[module][case]
     run_folder = tmp_path / case.replace(" ", "_")
     args = [arg.format(run=run_folder) for arg in args]
     if module not in ("imdb_sentiment.predict", "ptb.export", "ptb.benchmark"):
         args.append(f"--save_path={run_folder}")
-    return run_module(module, *args, env=env, timeout=300)
+    return run(module, *args, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("module", list(ENTRY_POINTS))
-def test_every_bad_input_is_one_line_and_exit_2(module, tmp_path):
-    cases = list(ENTRY_POINTS[module])
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(cases, pool.map(lambda case: run_case(module, case, tmp_path), cases)))
+def test_every_bad_input_is_one_line_and_exit_2(module, tmp_path, forked):
+    results = {case: run_case(module, case, tmp_path, forked.run) for case in ENTRY_POINTS[module]}
     failures = []
     for case, result in results.items():
         try:
@@ -112,8 +110,21 @@ def test_every_bad_input_is_one_line_and_exit_2(module, tmp_path):
     assert not any(path.is_dir() and any(path.iterdir()) for path in tmp_path.iterdir())
 
 
+def test_a_forked_process_ends_as_a_fresh_one_does(tmp_path, forked):
+    """What the forked cases above stand for: the same command line as a fresh
+    `python -m` gives the same stderr, stdout and exit status."""
+    for module, case in (("ptb.ptb_word_lm", "unknown flag"),
+                         ("imdb_sentiment.train", "malformed TF_CONFIG")):
+        fresh = run_case(module, case, tmp_path / "fresh")
+        forked_result = run_case(module, case, tmp_path / "forked", forked.run)
+        assert (forked_result.returncode, forked_result.stdout, forked_result.stderr) == (
+            fresh.returncode, fresh.stdout, fresh.stderr.replace(str(tmp_path / "fresh"),
+                                                                 str(tmp_path / "forked")))
+        assert_one_line_error(fresh, ENTRY_POINTS[module][case][2])
+
+
 @pytest.mark.parametrize("package, command", [
     ("ptb", "python -m ptb.ptb_word_lm"), ("mnist_lstm", "python -m mnist_lstm.train"),
     ("imdb_sentiment", "python -m imdb_sentiment.train")])
-def test_a_package_run_as_a_command_names_the_commands_to_run(package, command):
-    assert_one_line_error(run_module(package), f"error: run {command}")
+def test_a_package_run_as_a_command_names_the_commands_to_run(package, command, forked):
+    assert_one_line_error(forked.run(package), f"error: run {command}")

@@ -30,7 +30,7 @@ from common.training import NonFiniteLoss
 from ptb import ptb_word_lm
 from ptb import record
 from tests.conftest import (ROOT, assert_one_line_error, epochs_in_checkpoint, module_command,
-                            read_metrics, run_module, timing_free)
+                            ptb_stopped_run_command, read_metrics, run_module, timing_free)
 from tests.test_distributed import free_ports
 from tests.test_ptb_training import TINY, write_tiny_corpus
 
@@ -42,6 +42,26 @@ def preset_command(data_path, save_path, *flags):
     return module_command("ptb.ptb_word_lm", f"--data_path={data_path}", "--model=test",
                           "--epochs=2", "--steps_per_epoch=400", f"--save_path={save_path}",
                           *flags)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    """The tiny corpus's folder, shared: the trainer only reads it."""
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_corpus, tmp_path_factory):
+    """(folder, metrics) of CONFIG trained to its end on tiny_corpus, seed 1: each
+    test that damages or resumes such a run works on a copy of it."""
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    return folder, ptb_word_lm.train_and_evaluate(CONFIG, tiny_corpus, save_path=folder, seed=1)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_seed_2(tiny_corpus):
+    """The metrics of CONFIG trained on tiny_corpus, seed 2, without a run folder."""
+    return ptb_word_lm.train_and_evaluate(CONFIG, tiny_corpus, seed=2)
 
 
 def wait_for(path, process, timeout=120):
@@ -56,7 +76,8 @@ def wait_for(path, process, timeout=120):
 # One process per run folder
 
 
-def test_a_second_process_is_refused_and_a_dead_ones_lock_taken_over(data_dir, tmp_path):
+def test_a_second_process_is_refused_and_a_dead_ones_lock_taken_over(data_dir, tmp_path, forked,
+                                                                     tiny_corpus):
     data_path = data_dir / "ptb"
     save_path = tmp_path / "run"
     first = subprocess.Popen(preset_command(data_path, save_path, "--steps_per_epoch=20000"),
@@ -64,15 +85,17 @@ def test_a_second_process_is_refused_and_a_dead_ones_lock_taken_over(data_dir, t
                              text=True)
     try:
         wait_for(save_path / "settings.json", first)
-        second = run_module(*preset_command(data_path, save_path, "--steps_per_epoch=20000")[2:])
+        second = forked.run(*preset_command(data_path, save_path, "--steps_per_epoch=20000")[2:])
         assert_one_line_error(second, f"--save_path={save_path}: in use by PID {first.pid} on ")
-        restart = run_module(*preset_command(data_path, save_path, "--restart")[2:])
+        restart = forked.run(*preset_command(data_path, save_path, "--restart")[2:])
         assert_one_line_error(restart, f"in use by PID {first.pid}")
     finally:
         first.kill()  # a real, unannounced stop: the lock file still names it
         first.wait()
     assert f"PID {first.pid}" in (save_path / folder_lock.LOCK).read_text()
-    taken_over = run_module(*preset_command(data_path, save_path, "--restart", "--epochs=1",
+    # A new run (--restart) on the tiny corpus: real PTB's validation and test took
+    # most of this test's time.
+    taken_over = run_module(*preset_command(tiny_corpus, save_path, "--restart", "--epochs=1",
                                             "--steps_per_epoch=50")[2:])
     assert taken_over.returncode == 0, taken_over.stderr[-2000:]
     assert f"taking over the lock of PID {first.pid}" in taken_over.stdout
@@ -100,9 +123,8 @@ def test_restart_deletes_only_the_runs_own_files(tmp_path):
     (1e30, "its perplexity beyond a float's range"),
 ])
 def test_a_diverging_loss_stops_training_and_keeps_the_last_good_epoch(
-        tmp_path, monkeypatch, learning_rate, what):
-    data_path = write_tiny_corpus(tmp_path)
-    uninterrupted = ptb_word_lm.train_and_evaluate(CONFIG, data_path, seed=2)
+        tmp_path, monkeypatch, learning_rate, what, tiny_corpus, uninterrupted_seed_2):
+    data_path, uninterrupted = tiny_corpus, uninterrupted_seed_2
     save_path = tmp_path / "run"
     schedule = ptb_word_lm.learning_rate_for_epoch
     # The second epoch at a learning rate that makes training diverge.
@@ -132,9 +154,9 @@ def test_a_learning_rate_that_diverges_ends_the_run_in_one_line(tmp_path):
     assert "Test perplexity" not in result.stdout and not (save_path / "model.keras").exists()
 
 
-def test_non_finite_flags_are_refused_and_diverging_numbers_stay_readable(tmp_path):
+def test_non_finite_flags_are_refused_and_diverging_numbers_stay_readable(tmp_path, forked):
     assert_one_line_error(
-        run_module(*preset_command(tmp_path, tmp_path / "run", "--learning_rate=inf")[2:]),
+        forked.run(*preset_command(tmp_path, tmp_path / "run", "--learning_rate=inf")[2:]),
         "--learning_rate=inf: must be a finite number above 0")
     assert ptb_word_lm.perplexity(800.0) == float("inf")
     assert record.format_perplexity(3.9e176) == "3.9e+176"
@@ -181,10 +203,11 @@ def damage_settings(folder):
     (empty_metrics, "metrics.json: records 0 epochs but the checkpoint 2"),
     (damage_settings, "settings.json: unreadable"),
 ])
-def test_each_damaged_file_is_named_and_restart_clears_it(tmp_path, damage, names):
-    data_path = write_tiny_corpus(tmp_path)
+def test_each_damaged_file_is_named_and_restart_clears_it(tmp_path, damage, names, tiny_corpus,
+                                                          finished_run):
+    data_path, (finished_folder, finished) = tiny_corpus, finished_run
     save_path = tmp_path / "run"
-    finished = ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
+    shutil.copytree(finished_folder, save_path)
     damage(save_path)
     with pytest.raises(UserInputError, match=f"{names}.*use --restart"):
         ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
@@ -193,10 +216,10 @@ def test_each_damaged_file_is_named_and_restart_clears_it(tmp_path, damage, name
     assert restarted["test_perplexity"] == finished["test_perplexity"]
 
 
-def test_a_missing_checkpoint_says_the_run_starts_over(tmp_path, capsys):
-    data_path = write_tiny_corpus(tmp_path)
-    save_path = tmp_path / "run"
-    ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
+def test_a_missing_checkpoint_says_the_run_starts_over(tmp_path, capsys, tiny_corpus,
+                                                       finished_run):
+    data_path, save_path = tiny_corpus, tmp_path / "run"
+    shutil.copytree(finished_run[0], save_path)
     shutil.rmtree(save_path / "checkpoint")
     capsys.readouterr()
     ptb_word_lm.train_and_evaluate(CONFIG, data_path, save_path=save_path, seed=1)
@@ -357,8 +380,10 @@ def test_a_worker_held_in_tensorflows_wait_still_ends_in_one_line(tmp_path, endi
     """Another program holds worker 1's port: worker 0 reaches it and goes on into
     TensorFlow's wait, which holds Python's lock; the watcher prints the line."""
     ports = free_ports(2)
+    # Long enough to be seen in the wait (and signalled there); the timeout, sooner.
+    worker_timeout = 10 if ending == "sigint" else 5
     with socket.create_server(("127.0.0.1", ports[1])):
-        worker = start_worker_0(tmp_path, ports, "--worker_timeout=10")
+        worker = start_worker_0(tmp_path, ports, f"--worker_timeout={worker_timeout}")
         try:
             def in_tensorflows_wait():  # SIGINT at its default action, the watcher started
                 status = proc_status(worker.pid)
@@ -383,14 +408,17 @@ def test_a_worker_held_in_tensorflows_wait_still_ends_in_one_line(tmp_path, endi
     else:
         assert worker.returncode == 1, stderr[-2000:]
         assert last_line.startswith("error: TF_CONFIG: the workers did not all join within "
-                                    "10 s (--worker_timeout); not reachable: none: they "
-                                    "started, but did not all join")
+                                    f"{worker_timeout} s (--worker_timeout); not reachable: "
+                                    "none: they started, but did not all join")
     assert_nothing_left_running(helpers)
 
 
-def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
+def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path,
+                                                          uninterrupted_ptb_run):
     save_path = tmp_path / "run"
-    command = preset_command(data_dir / "ptb", save_path, "--steps_per_epoch=1500")
+    # Two epochs: the second (and its validation) is still seconds long when the
+    # signal comes, within 0.05 s of the first epoch's checkpoint.
+    command = ptb_stopped_run_command(data_dir, save_path)
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     wait_for(save_path / "checkpoint" / "checkpoint", process)
@@ -401,10 +429,8 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_and_it_resumes(data_dir, tmp_path):
     resumed = run_module(*command[2:])
     assert resumed.returncode == 0 and "Resuming" in resumed.stdout, resumed.stderr[-2000:]
     # ... to the numbers of a run that was never interrupted.
-    whole = run_module(*preset_command(data_dir / "ptb", tmp_path / "whole",
-                                       "--steps_per_epoch=1500")[2:])
-    assert whole.returncode == 0, whole.stderr[-2000:]
-    resumed_metrics, whole_metrics = read_metrics(save_path), read_metrics(tmp_path / "whole")
+    resumed_metrics, whole_metrics = read_metrics(save_path), read_metrics(uninterrupted_ptb_run)
+    assert len(whole_metrics["history"]) == 2
     assert timing_free(resumed_metrics["history"]) == timing_free(whole_metrics["history"])
     assert resumed_metrics["test_perplexity"] == whole_metrics["test_perplexity"]
 

@@ -348,15 +348,16 @@ def test_crashed_run_resumes_to_the_numbers_of_an_uninterrupted_one(tmp_path, mo
 def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(tmp_path):
     reviews_root = write_reviews(tmp_path / "aclImdb", per_class=40)
 
+    # Epochs after the first take 0.65 s here: 5 of them leave the kill 3 s to land.
     def command(save_path):
         return module_command("imdb_sentiment.train", "--rnn=gru", f"--data_path={reviews_root}",
-                              "--epochs=12", "--patience=12", "--batch_size=8",
+                              "--epochs=6", "--patience=6", "--batch_size=8",
                               f"--save_path={save_path}")
-    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=12)
+    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=6)
     assert killed["test_loss"] == whole["test_loss"]
 
 
-def test_a_bidirectional_model_trains_saves_and_predicts(tmp_path):
+def test_a_bidirectional_model_trains_saves_and_predicts(tmp_path, forked):
     reviews_root = write_reviews(tmp_path / "aclImdb", per_class=20)
     save = tmp_path / "run"
     result = run_module("imdb_sentiment.train", "--rnn=gru", "--bidirectional", "--epochs=1",
@@ -364,7 +365,8 @@ def test_a_bidirectional_model_trains_saves_and_predicts(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| bidirectional_gru  | params" in result.stdout
     assert read_metrics(save)["settings"]["bidirectional"] is True
-    result = run_module("imdb_sentiment.predict", f"--save_path={save}", "A fine film.")
+    # A process of its own (conftest.ForkedRuns); a fresh predict runs on a real run below.
+    result = forked.run("imdb_sentiment.predict", f"--save_path={save}", "A fine film.")
     assert result.returncode == 0 and result.stdout.count("\t") == 1, result.stderr[-2000:]
 
 
@@ -436,7 +438,7 @@ def test_short_real_run_beats_chance(real_runs, rnn):
     assert metrics["test_accuracy"] > 0.6, metrics
 
 
-def test_predict_scores_real_reviews_with_a_saved_model(real_runs, data_dir):
+def test_predict_scores_real_reviews_with_a_saved_model(real_runs, data_dir, forked):
     save = real_runs["lstm"][0]
     _, score = predict.load_classifier(save)
     # predict's own text pipeline on the raw test reviews that the run evaluated
@@ -456,11 +458,11 @@ def test_predict_scores_real_reviews_with_a_saved_model(real_runs, data_dir):
     assert abs(float(probability) - score([review])[0]) < 1e-4
     assert label == ("positive" if float(probability) >= 0.5 else "negative")
     assert_one_line_error(
-        run_module("imdb_sentiment.predict", f"--save_path={save}", stdin="\n  \n"),
+        forked.run("imdb_sentiment.predict", f"--save_path={save}", stdin="\n  \n"),
         "stdin: empty")
 
 
-def test_compare_end_to_end_on_a_tiny_real_subset(data_dir, tmp_path):
+def test_compare_end_to_end_on_a_tiny_real_subset(data_dir, tmp_path, forked):
     save = tmp_path / "compare"
     result = run_module("imdb_sentiment.compare", f"--data_path={data_dir / 'imdb'}",
                         "--max_examples=200", "--epochs=2", "--batch_size=32",
@@ -477,7 +479,7 @@ def test_compare_end_to_end_on_a_tiny_real_subset(data_dir, tmp_path):
     assert (save / "curves.png").stat().st_size > 10_000
     assert (save / "results.csv").read_text().count("\n") == 4
     # Each model's folder is a run folder that predict reads.
-    result = run_module("imdb_sentiment.predict", f"--save_path={save / 'gru'}", "A fine film.")
+    result = forked.run("imdb_sentiment.predict", f"--save_path={save / 'gru'}", "A fine film.")
     assert result.returncode == 0 and result.stdout.count("\t") == 1, result.stderr[-2000:]
-    assert_one_line_error(run_module("imdb_sentiment.predict", f"--save_path={save}", "Fine."),
+    assert_one_line_error(forked.run("imdb_sentiment.predict", f"--save_path={save}", "Fine."),
                           "no model.keras there; for a compare run, name one model's folder")

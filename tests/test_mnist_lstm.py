@@ -160,11 +160,12 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path, case):
     (["--evaluate", "--units=8", "--save_path={tmp}/none"],
      "--units: --evaluate uses the settings of the run in --save_path"),
 ])
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, expected):
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, expected, forked):
     folder = write_mnist_folder(tmp_path / "bad")
     _truncate(folder / "train-images-idx3-ubyte.gz")
     args = [arg.format(bad=folder, tmp=tmp_path) for arg in args]
-    result = run_cli(f"--save_path={tmp_path}/run", *args)  # a later flag wins
+    # A process of its own (conftest.ForkedRuns); a later flag wins.
+    result = forked.run("mnist_lstm.train", f"--save_path={tmp_path}/run", *args)
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr

@@ -62,7 +62,7 @@ def test_the_trainer_reads_the_wikitext_layout_and_caps_the_vocabulary(tmp_path)
                                        + 2 * 4 * (2 * 8 * 8 + 8))
 
 
-def test_own_corpus_trains_scores_generates_and_predicts_from_the_command_line(tmp_path):
+def test_own_corpus_trains_scores_generates_and_predicts_from_the_command_line(tmp_path, forked):
     data_path = write_wikitext(tmp_path / "wikitext")
     run = tmp_path / "run"
     result = run_module("ptb.ptb_word_lm", f"--data_path={data_path}", f"--save_path={run}",
@@ -74,22 +74,23 @@ def test_own_corpus_trains_scores_generates_and_predicts_from_the_command_line(t
     assert "outside the vocabulary, read as <unk>" in result.stdout
     assert read_metrics(run)["test_perplexity"] > 1
 
-    scored = run_module("ptb.score", f"--save_path={run}", stdin="word0 word1 café\nnever seen\n")
+    # The tools: processes of their own (conftest.ForkedRuns).
+    scored = forked.run("ptb.score", f"--save_path={run}", stdin="word0 word1 café\nnever seen\n")
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert "read as <unk>: never, seen" in scored.stdout + scored.stderr
-    generated = run_module("ptb.generate", f"--save_path={run}", "--length=20", "--seed=1")
+    generated = forked.run("ptb.generate", f"--save_path={run}", "--length=20", "--seed=1")
     assert generated.returncode == 0, generated.stderr[-2000:]
     vocabulary = set(json.loads((run / "vocabulary.json").read_text()))
     assert set(generated.stdout.split()) <= vocabulary and len(generated.stdout.split()) > 5
-    predicted = run_module("ptb.next_word", f"--save_path={run}", "--top_k=3", "word0")
+    predicted = forked.run("ptb.next_word", f"--save_path={run}", "--top_k=3", "word0")
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     assert [line.split("\t")[0] in vocabulary for line in predicted.stdout.splitlines()] == [
         True] * 3
 
 
-def test_a_folder_without_a_corpus_is_one_line_naming_the_layouts(tmp_path):
+def test_a_folder_without_a_corpus_is_one_line_naming_the_layouts(tmp_path, forked):
     (tmp_path / "train.text").write_text("a b\n")
-    result = run_module("ptb.ptb_word_lm", f"--data_path={tmp_path}", "--model=test",
+    result = forked.run("ptb.ptb_word_lm", f"--data_path={tmp_path}", "--model=test",
                         f"--save_path={tmp_path / 'run'}")
     assert_one_line_error(result, "ptb.{train,valid,test}.txt or {train,valid,test}.txt or "
                                   "wiki.{train,valid,test}.tokens")
@@ -267,14 +268,15 @@ def test_tflite_converts_the_exported_model_with_tensorflow_ops_allowed(exported
                                              "outputs": ["log_probs"] + states}}
 
 
-def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(exported, tmp_path):
+def test_export_refuses_an_existing_folder_and_leaves_nothing_half_written(exported, tmp_path,
+                                                                          forked):
     lm, folder, _ = exported
     run = folder.parent / "run"
-    result = run_module("ptb.export", f"--save_path={run}", str(folder))
+    result = forked.run("ptb.export", f"--save_path={run}", str(folder))
     assert_one_line_error(result, f"{folder}: already exists")
     blocked = tmp_path / "file"
     blocked.write_text("")
-    result = run_module("ptb.export", f"--save_path={run}", str(blocked / "exported"))
+    result = forked.run("ptb.export", f"--save_path={run}", str(blocked / "exported"))
     assert_one_line_error(result, "cannot create it")
     assert [path.name for path in tmp_path.iterdir()] == ["file"]
 

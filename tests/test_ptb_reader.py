@@ -137,10 +137,10 @@ def test_too_short_for_the_window():
         reader.ptb_producer(RAW, batch_size=3, num_steps=5, name="x")
 
 
-def test_cli_reports_bad_data_in_one_line(tmp_path):
+def test_cli_reports_bad_data_in_one_line(tmp_path, forked):
     write_corpus(tmp_path)
     (tmp_path / "ptb.test.txt").unlink()
-    result = run_module("ptb.ptb_word_lm", f"--data_path={tmp_path}", "--model=test",
+    result = forked.run("ptb.ptb_word_lm", f"--data_path={tmp_path}", "--model=test",
                         f"--save_path={tmp_path / 'run'}")
     assert_one_line_error(result, "ptb.test.txt: file not found")
     assert not (tmp_path / "run").exists()  # nothing of a run that never began

@@ -2,7 +2,6 @@
 other recurrent cells, and what every PTB run folder holds (vocabulary,
 perplexity.png, TensorBoard event files)."""
 
-import concurrent.futures
 import dataclasses
 import json
 import math
@@ -96,7 +95,7 @@ def test_run_folder_keeps_the_vocabulary_a_picture_and_tensorboard_logs(tiny_run
     assert "| hidden_size | 8 |" in summaries["train/settings"][0][1]
 
 
-def test_report_compares_runs_and_refuses_a_bad_argument(tiny_run, tmp_path):
+def test_report_compares_runs_and_refuses_a_bad_argument(tiny_run, tmp_path, forked):
     run, _, _ = tiny_run
     (tmp_path / "h.csv").write_text((run / "history.csv").read_text())
     out = tmp_path / "cells.png"
@@ -106,7 +105,7 @@ def test_report_compares_runs_and_refuses_a_bad_argument(tiny_run, tmp_path):
     histories = [report.read_history(run), report.read_history(tmp_path / "h.csv")]
     assert [e["valid_perplexity"] for e in histories[0]] == pytest.approx(
         [e["valid_perplexity"] for e in histories[1]])
-    assert_one_line_error(run_module("ptb.report", str(run)), "write label=path")
+    assert_one_line_error(forked.run("ptb.report", str(run)), "write label=path")
     (tmp_path / "mnist.csv").write_text("epoch,accuracy\n1,0.9\n")  # not a PTB history
     with pytest.raises(UserInputError, match="mnist.csv: no readable PTB per-epoch history"):
         report.read_history(tmp_path / "mnist.csv")
@@ -161,16 +160,18 @@ def test_words_outside_the_vocabulary_are_read_as_unk_and_counted(tiny_run):
     assert unknown == ["zebra"] and with_unknown.log_prob == with_unk.log_prob  # lower-cased too
 
 
-def test_score_cli_prints_a_row_per_line_and_the_perplexity(tiny_run, tmp_path):
+def test_score_cli_prints_a_row_per_line_and_the_perplexity(tiny_run, tmp_path, forked):
     run, data_path, metrics = tiny_run
-    result = run_module("ptb.score", f"--save_path={run}", f"{data_path}/ptb.test.txt")
+    # Processes of their own (conftest.ForkedRuns); a fresh ptb.score runs in
+    # test_ptb_training.py.
+    result = forked.run("ptb.score", f"--save_path={run}", f"{data_path}/ptb.test.txt")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "log_prob\tperplexity\twords\tleast_expected\tsentence"
     assert len(lines) == 1 + 30 + 2
     test_words = sum(len(line.split()) + 1 for line in open(f"{data_path}/ptb.test.txt"))
     assert lines[-1] == f"perplexity {metrics['test_perplexity']:.2f} over {test_words - 1:,} words"
-    result = run_module("ptb.score", f"--save_path={run}", "--reset_each_sentence",
+    result = forked.run("ptb.score", f"--save_path={run}", "--reset_each_sentence",
                         stdin="w1 w2 Zebra\nw3 aardvark zebra\n")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "3 of the words were outside the vocabulary and read as <unk>: Zebra, aardvark, zebra" \
@@ -232,15 +233,20 @@ def test_you_say_goodbye_and_i_say_hello(you_say_model, tmp_path):
     assert top[0][1] > 0.5
 
 
-def test_tools_on_the_command_line(tiny_run):
+def test_tools_on_the_command_line(tiny_run, forked):
     run = tiny_run[0]
-    result = run_module("ptb.next_word", f"--save_path={run}", "--top_k=3", "w3 w4")
+    result = forked.run("ptb.next_word", f"--save_path={run}", "--top_k=3", "w3 w4")
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("\t") for line in result.stdout.strip().splitlines()]
     assert len(rows) == 3 and all(0 <= float(p) <= 1 and w.startswith(("w", "<")) for w, p in rows)
-    result = run_module("ptb.generate", f"--save_path={run}", "--prime=w1 W2", "--length=12",
-                        "--seed=3", "--top_k=5", "--temperature=0.8")
+    generate_args = (f"--save_path={run}", "--prime=w1 W2", "--length=12", "--seed=3",
+                     "--top_k=5", "--temperature=0.8")
+    result = run_module("ptb.generate", *generate_args)
     assert result.returncode == 0, result.stderr[-2000:]
+    # A forked process (conftest.ForkedRuns) prints what a fresh one does.
+    in_a_fork = forked.run("ptb.generate", *generate_args)
+    assert (in_a_fork.returncode, in_a_fork.stdout, in_a_fork.stderr) == (
+        result.returncode, result.stdout, result.stderr)
     lm = language_model.load(run)
     expected = generate.generate(lm, "w1 w2", 12, temperature=0.8, top_k=5, seed=3)
     assert result.stdout.strip() == generate.as_text(["w1", "w2", *expected])
@@ -262,18 +268,13 @@ BAD_INPUTS = [
 ]
 
 
-def test_bad_input_is_one_line_and_exit_2(tiny_run, tmp_path):
+def test_bad_input_is_one_line_and_exit_2(tiny_run, tmp_path, forked):
     names = dict(run=tiny_run[0], missing=tmp_path / "missing", empty=tmp_path / "empty",
                  blank=tmp_path / "blank.txt")
     names["empty"].mkdir()
     names["blank"].write_text("\n  \n")
-
-    def run_case(case):
-        module, args, _ = case
-        return run_module(module, *[arg.format(**names) for arg in args], stdin="")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:  # two at a time
-        results = list(pool.map(run_case, BAD_INPUTS))
-    for (module, args, expected), result in zip(BAD_INPUTS, results):
+    for module, args, expected in BAD_INPUTS:  # each a process of its own (conftest.ForkedRuns)
+        result = forked.run(module, *[arg.format(**names) for arg in args], stdin="")
         assert_one_line_error(result, expected.format(**names))
 
 

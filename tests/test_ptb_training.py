@@ -16,7 +16,8 @@ from ptb import ptb_word_lm
 from ptb import reader
 from ptb import record
 from tests.conftest import (ROOT, assert_one_line_error, killed_and_rerun_like_uninterrupted,
-                            module_command, read_metrics, run_module, timing_free)
+                            module_command, ptb_stopped_run_command, read_metrics, run_module,
+                            timing_free)
 
 # A tiny corpus over a 40-word vocabulary, to train in seconds.
 TINY = dataclasses.replace(ptb_word_lm.PRESETS["test"], vocab_size=40, hidden_size=8,
@@ -103,7 +104,7 @@ def test_a_quick_look_keeps_out_of_the_full_runs_default_folder(tmp_path):
     assert read_metrics(work / "runs" / "ptb" / "test")["settings"]["steps_per_epoch"] is None
 
 
-def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
+def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path, forked):
     save_path = tmp_path / "run"
     result = run_module("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",
                         "--steps_per_epoch=500", f"--save_path={save_path}")
@@ -142,18 +143,18 @@ def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path):
 
     # The same folder with other settings: refused in one line, naming them.
     assert_one_line_error(
-        run_module("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",
+        forked.run("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}", "--model=test",
                    "--steps_per_epoch=500", "--epochs=2", f"--save_path={save_path}"),
         "holds a run with other settings (epochs 1 -> 2)")
 
 
-def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(data_dir, tmp_path):
-    """A real stop: SIGKILL after the first epoch's checkpoint, then the same command."""
-    def command(save_path):
-        return module_command("ptb.ptb_word_lm", f"--data_path={data_dir / 'ptb'}",
-                              "--model=test", "--steps_per_epoch=60", "--epochs=4",
-                              f"--save_path={save_path}")
-    whole, killed = killed_and_rerun_like_uninterrupted(command, tmp_path, epochs=4)
+def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(data_dir, tmp_path,
+                                                             uninterrupted_ptb_run):
+    """A real stop: SIGKILL after the first epoch's checkpoint, then the same command;
+    it ends as the same command run whole (shared with test_faults' SIGTERM)."""
+    whole, killed = killed_and_rerun_like_uninterrupted(
+        lambda save_path: ptb_stopped_run_command(data_dir, save_path), tmp_path, epochs=2,
+        whole_folder=uninterrupted_ptb_run)
     assert killed["test_perplexity"] == whole["test_perplexity"]
 
 
