@@ -1,7 +1,7 @@
 """The command line shared by every entry point: the same flags, one error path.
 
-    cli.define_run_flags(...)   --data_path --save_path --restart --epochs --seed --num_gpus
-                                --mixed_precision
+    cli.define_run_flags(...)   --data_path --save_path --restart --epochs --learning_rate
+                                --seed --num_gpus --worker_timeout --mixed_precision
     cli.run(main)               like absl.app.run, but any bad input ends in one line
 
 Bad input (a file, a folder, a flag value, an unknown flag, stray arguments, more
@@ -45,8 +45,8 @@ class RunFailure(RuntimeError):
     where and what to try. Entry points print it as one line and exit with status 1."""
 
 
-def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_help=None,
-                     max_examples=False):
+def define_run_flags(data_path_help, default_run_folder, epochs_default, learning_rate_default,
+                     learning_rate_help, epochs_help=None, max_examples=False):
     """The flags every tutorial shares, with the same names and meanings everywhere.
 
     default_run_folder: what an unset --save_path means, for the help text (the
@@ -63,7 +63,11 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
                         "folder of its own).")
     flags.DEFINE_bool("restart", False, "Delete the run already in --save_path and start "
                       "over (needed to run other settings into the same folder).")
-    flags.DEFINE_integer("epochs", epochs_default, epochs_help or "Number of epochs.")
+    flags.DEFINE_integer("epochs", epochs_default, epochs_help or "Number of epochs.",
+                         lower_bound=1)
+    flags.DEFINE_float("learning_rate", learning_rate_default, learning_rate_help)
+    flags.register_validator("learning_rate", lambda rate: rate is None or 0 < rate < math.inf,
+                             "must be a finite number above 0")  # nan too
     flags.DEFINE_integer("seed", 0, "Random seed: initial weights, shuffling and dropout.",
                          lower_bound=0, upper_bound=2**32 - 1)
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only. "
@@ -75,7 +79,7 @@ def define_run_flags(data_path_help, default_run_folder, epochs_default, epochs_
                       "other CPUs); weights, logits and losses stay float32.")
     if max_examples:
         flags.DEFINE_integer("max_examples", None, "Quick runs: only the first N training "
-                             "and N test examples.")
+                             "and N test examples.", lower_bound=1)
 
 
 # The flags of a quick look: a run with one of them gets a default folder of its own,
@@ -103,20 +107,6 @@ def download_failure_reason(error):
         return message or type(error).__name__
     status = head.rsplit(": ", 1)[-1]
     return f"{status} {cause}" if status.isdigit() else cause
-
-
-def check_positive(name):
-    """Raises a UserInputError unless flag --name is a finite number above 0."""
-    value = FLAGS[name].value
-    if not 0 < value < math.inf:  # refuses nan too
-        raise UserInputError(f"--{name}={value}: must be a finite number above 0")
-
-
-def check_at_least(name, minimum):
-    """Raises a UserInputError unless flag --name is unset or >= minimum."""
-    value = FLAGS[name].value
-    if value is not None and value < minimum:
-        raise UserInputError(f"--{name}={value}: must be at least {minimum}")
 
 
 def run(main, takes_arguments=False):

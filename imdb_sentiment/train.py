@@ -249,13 +249,13 @@ def define_flags(default_run_folder="runs/imdb_sentiment/[bidirectional_]<rnn>")
     cli.define_run_flags(
         data_path_help="aclImdb folder or aclImdb_v1.tar.gz; unset: keras.datasets.imdb.",
         default_run_folder=default_run_folder, epochs_default=DEFAULTS.epochs,
+        learning_rate_default=DEFAULTS.learning_rate, learning_rate_help="Adam learning rate.",
         epochs_help="Most epochs to train (early stopping may end sooner).", max_examples=True)
     flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     flags.DEFINE_string("rnn", DEFAULTS.rnn, "Recurrent layer: simple_rnn, lstm or gru.")
     flags.DEFINE_boolean("bidirectional", DEFAULTS.bidirectional,
                          "Wrap the recurrent layer in keras.layers.Bidirectional.")
-    flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Global batch size.")
-    flags.DEFINE_float("learning_rate", DEFAULTS.learning_rate, "Adam learning rate.")
+    flags.DEFINE_integer("batch_size", DEFAULTS.batch_size, "Global batch size.", lower_bound=1)
     flags.DEFINE_float("dropout", DEFAULTS.dropout, "Dropout on the recurrent layer's inputs.")
     flags.DEFINE_float("word_dropout", DEFAULTS.word_dropout,
                        "Fraction of words dropped while training.")
@@ -263,7 +263,8 @@ def define_flags(default_run_folder="runs/imdb_sentiment/[bidirectional_]<rnn>")
                        "Learning-rate factor applied after every epoch.")
     flags.DEFINE_float("weight_averaging", DEFAULTS.weight_averaging,
                        "Share of the running weight average kept after each epoch; 0: off.")
-    flags.DEFINE_integer("patience", DEFAULTS.patience, "Early-stopping patience in epochs.")
+    flags.DEFINE_integer("patience", DEFAULTS.patience, "Early-stopping patience in epochs.",
+                         lower_bound=0)
     flags.DEFINE_string("padding", DEFAULTS.padding, "pre (real words last) or post.")
 
 
@@ -275,10 +276,6 @@ _FLAGGED_FIELDS = ("rnn", "bidirectional", "padding", "epochs", "batch_size", "l
 
 def config_from_flags(**overrides):
     """Config from the command-line flags, checked; overrides win."""
-    for name in ("epochs", "batch_size", "max_examples"):
-        cli.check_at_least(name, 1)
-    cli.check_at_least("patience", 0)
-    cli.check_positive("learning_rate")
     for name in ("dropout", "word_dropout", "weight_averaging"):
         if not 0 <= FLAGS[name].value < 1:
             raise cli.UserInputError(f"--{name}={FLAGS[name].value}: must be in [0, 1)")

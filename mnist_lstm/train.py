@@ -226,17 +226,18 @@ def define_flags():
         data_path_help="Folder with the four IDX .gz files (or Keras' mnist.npz); "
                        "unset: download with keras.datasets.",
         default_run_folder="runs/mnist_lstm/<dataset>", epochs_default=defaults.epochs,
+        learning_rate_default=defaults.learning_rate,
+        learning_rate_help="Adam's (peak) learning rate.",
         epochs_help="Passes over the training split.", max_examples=True)
     flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     # A string, not an enum, so that a typo gets our one-line error rather than absl's.
     flags.DEFINE_string("dataset", defaults.dataset, f"One of {', '.join(data.DATASETS)}.")
-    flags.DEFINE_integer("units", defaults.units, "LSTM hidden size.")
+    flags.DEFINE_integer("units", defaults.units, "LSTM hidden size.", lower_bound=1)
     flags.DEFINE_float("dropout", defaults.dropout,
                        "Dropout rate on the LSTM's inputs and on its last output.")
     flags.DEFINE_integer("max_shift", defaults.max_shift,
                          "Augmentation: move each training image up to N pixels each way.")
-    flags.DEFINE_integer("batch_size", defaults.batch_size, "Global batch size.")
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Adam's (peak) learning rate.")
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Global batch size.", lower_bound=1)
     flags.DEFINE_bool("cosine_decay", defaults.cosine_decay,
                       "Decay the learning rate to 0 along a half cosine; --nocosine_decay "
                       "keeps it constant as in the tutorial.")
@@ -256,9 +257,6 @@ def config_from_flags():
         raise cli.UserInputError(
             f"--dataset={config.dataset}: unknown dataset; use one of {', '.join(data.DATASETS)}"
         )
-    for name in ("units", "batch_size", "epochs", "max_examples"):
-        cli.check_at_least(name, 1)
-    cli.check_positive("learning_rate")
     if not 0 <= config.dropout < 1:
         raise cli.UserInputError(f"--dropout={config.dropout}: must be in [0, 1)")
     if not 0 < config.validation_fraction < 1:

@@ -226,7 +226,7 @@ def step_stages(config):
     steps = build_trainer(config, tf.distribute.get_strategy())
     model, path = steps.model, steps.path
     inputs, targets = next(iter(random_windows(config, 1)))
-    state = ptb_word_lm.zero_state(config, config.batch_size)
+    state = engine.zero_state(model, config.batch_size)
     variables = model.trainable_variables
 
     def loss():  # the trainer's (engine.compile), on the whole batch
@@ -350,10 +350,11 @@ def define_flags():
     flags.DEFINE_integer("num_gpus", None, "GPUs to use; unset: all visible, 0: CPU only.")
     flags.DEFINE_bool("mixed_precision", False, "float16 on GPUs; bfloat16 products on CPUs "
                       "with bfloat16 dot products (refused on other CPUs).")
-    flags.DEFINE_integer("steps", 200, "Training windows per timed pass.")
-    flags.DEFINE_integer("calls", 3, "Timed passes (the best and the median are reported).")
+    flags.DEFINE_integer("steps", 200, "Training windows per timed pass.", lower_bound=1)
+    flags.DEFINE_integer("calls", 3, "Timed passes (the best and the median are reported).",
+                         lower_bound=1)
     flags.DEFINE_integer("eval_words", PTB_TEST_WORDS, "Words in the evaluation stream "
-                         "(default: the size of the PTB test set); 0 skips evaluation.")
+                         "(default: the size of the PTB test set); 0 skips evaluation.", lower_bound=0)
     flags.DEFINE_boolean("compare_plain", True, "Also time the plain Keras stack.")
     flags.DEFINE_boolean("variants", False, "Also time each half of the CPU fast path on "
                          "its own (the CPU layers, the CPU step), in turns with the others.")
@@ -364,9 +365,6 @@ def define_flags():
 
 def main(argv):
     del argv  # cli.run refuses stray arguments
-    for name in ("steps", "calls"):
-        cli.check_at_least(name, 1)
-    cli.check_at_least("eval_words", 0)
     config = dataclasses.replace(ptb_word_lm.PRESETS[FLAGS.model], tied=FLAGS.tied)
     if FLAGS.profile:  # read when XLA first compiles, which is later
         os.environ["XLA_FLAGS"] = " ".join(

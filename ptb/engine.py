@@ -8,7 +8,7 @@
     steps.model            # the model the steps train: `model`, or its CPU twin
     steps.stream_model()   # the trained weights, for windows of any length, batch 1
 
-    log_probs, state = engine.window_log_probs(model, config)(inputs, targets, state)
+    log_probs = engine.stream_log_probs(model, config, ids)  # one stream, batch 1
 
 The trainer writes the tutorial's model and loop in plain Keras; this module
 decides, once, how each step is computed (`fast_cpu.path_for`):
@@ -29,6 +29,7 @@ from typing import Callable
 import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from common import training
@@ -163,20 +164,36 @@ def _window_log_probs(model, inputs, targets, state, word_losses):
 _WINDOW_LOG_PROBS = {jit: tf.function(_window_log_probs, jit_compile=jit, reduce_retracing=True)
                      for jit in (False, True)}
 
+# Windows of this many words with the state carried between them give the
+# tutorial's one word at a time (batch 1, num_steps 1) to float32 rounding, much faster.
+STREAM_WINDOW = 200
 
-def window_log_probs(model, config, compiled=True):
-    """(inputs, targets, state) -> (log p(target) of each word, the state after):
-    one window of a stream read by `model` (batch 1, on this process's first
-    device), computed as the engine would after training `config`: for an LSTM
-    on a CPU, with XLA and fast_cpu.StreamLSTM, unless `compiled` is False
-    (windows of many lengths, each of which XLA would compile anew)."""
+
+def stream_log_probs(model, config, ids, window=STREAM_WINDOW, compiled=True):
+    """log p(ids[i + 1] | ids[0..i]) for every i: `ids` read by `model` as one
+    continuous stream, a float64 numpy array of len(ids) - 1.
+
+    The state starts at zero and is carried from window to window, so every
+    word after the first is predicted from everything before it. Computed as
+    the engine would after training `config`, on this process's first device
+    outside any strategy: for an LSTM on a CPU, with XLA and fast_cpu.StreamLSTM,
+    unless `compiled` is False (windows of many lengths, each of which XLA
+    would compile anew).
+    """
     path = fast_cpu.stream_path(fast_cpu.path_for(tf.distribute.get_strategy(), config))
     if not compiled:
         path = fast_cpu.PLAIN
     log_probs = _WINDOW_LOG_PROBS[path.jit_compile]
-    model = _stream_twin(model, path)
-    return lambda inputs, targets, state: log_probs(model, inputs, targets, state,
-                                                    path.word_losses)
+    stream_model = _stream_twin(model, path)
+    ids = np.asarray(ids, dtype=np.int32)
+    state = zero_state(model, 1)
+    pieces = []
+    for start in range(0, len(ids) - 1, window):
+        stop = min(start + window, len(ids) - 1)
+        piece, state = log_probs(stream_model, ids[None, start:stop],
+                                 ids[None, start + 1:stop + 1], state, path.word_losses)
+        pieces.append(piece.numpy()[0])
+    return np.concatenate(pieces).astype(np.float64)
 
 
 # Each model's stream twin, kept while the model lives, so that its compiled step is reused.

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from common import cli
 from common import run_folder
+from ptb import engine
 from ptb import ptb_word_lm
 from ptb import record
 from ptb.reader import END_OF_SENTENCE, UNKNOWN
@@ -61,7 +62,7 @@ class LanguageModel:
         """(log p(word) for every word of the vocabulary, state) after reading
         `ids` from `state` (the zero state when None)."""
         if state is None:
-            state = ptb_word_lm.zero_state(self.config, 1)
+            state = engine.zero_state(self.model, 1)
         ids = np.asarray(ids, dtype=np.int32)[None, :]
         log_probs, state = _next_log_probs(self.model, ids, state)
         return log_probs.numpy()[0].astype(np.float64), state

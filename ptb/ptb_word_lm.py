@@ -12,19 +12,8 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar:
 
 This package's figures, with their commands, are in docs/results.md.
 
-Glossary (tutorial name -> field of `Config` where it differs):
-  init_scale     weights start uniform in [-init_scale, init_scale]
-  learning_rate  initial SGD learning rate
-  max_grad_norm  gradients are clipped to this global norm
-  num_layers     number of stacked LSTM layers
-  num_steps      words per window: how far back gradients flow (truncated BPTT)
-  hidden_size    LSTM units, also the word-embedding width
-  max_epoch      -> epochs_at_full_lr: epochs trained at the initial learning rate
-  max_max_epoch  -> epochs: epochs in all (the --epochs flag overrides it)
-  keep_prob      probability of keeping a unit in dropout (1.0: no dropout)
-  lr_decay       learning-rate factor applied per epoch after epochs_at_full_lr
-  batch_size     parallel streams of text (rows of each window)
-  vocab_size     words in the vocabulary (set from the corpus)
+The presets are the tutorial's, field for field; `Config` gives each field's
+meaning and the tutorial's name where it differs.
 
 Get the data and run (downloads the data when --data_path is left out):
   wget http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz
@@ -44,7 +33,6 @@ import time
 import common  # noqa: F401  (quiets TensorFlow's start-up logs; import first)
 from absl import flags
 import keras
-import numpy as np
 import tensorflow as tf
 
 from common import cli
@@ -63,14 +51,14 @@ class Config:
     init_scale: float = 0.1  # weights start uniform in [-init_scale, init_scale]
     learning_rate: float = 1.0  # plain SGD
     max_grad_norm: float = 5.0  # clip all gradients together to this global norm
-    num_layers: int = 2
+    num_layers: int = 2  # stacked LSTM layers
     num_steps: int = 20  # words per window (truncated backpropagation through time)
     hidden_size: int = 200  # LSTM units = embedding width
     epochs_at_full_lr: int = 4  # tutorial: max_epoch
     epochs: int = 13  # tutorial: max_max_epoch
     keep_prob: float = 1.0  # dropout keeps each unit with this probability
     lr_decay: float = 0.5  # learning rate *= lr_decay every epoch after epochs_at_full_lr
-    batch_size: int = 20
+    batch_size: int = 20  # parallel streams of text: the rows of every window
     vocab_size: int = 10000  # PTB's; a run takes the size of its corpus's vocabulary
     rnn_cell: str = "lstm"  # the recurrent layer: lstm (the tutorial's), gru or simple_rnn
     tied: bool = False  # the output layer shares the embedding's matrix (not the tutorial's)
@@ -98,11 +86,6 @@ PRESETS = {
     "test": Config(max_grad_norm=1.0, num_layers=1, num_steps=2, hidden_size=2,
                    epochs_at_full_lr=1, epochs=1),
 }
-
-# Test perplexity is computed as in the tutorial (batch 1, one continuous
-# stream). Windows of this many words with the state carried between them give
-# exactly the same number as the tutorial's one word at a time, much faster.
-EVAL_WINDOW = 200
 
 def learning_rate_for_epoch(config, epoch):
     """The tutorial's schedule; `epoch` counts from 0."""
@@ -174,12 +157,6 @@ def build_model(config, num_steps=None, seed=0):
     return keras.Model([words, *state], [logits, *final_state], name=f"ptb_{config.rnn_cell}")
 
 
-def zero_state(config, batch_size):
-    """The state every epoch (and the test stream) starts from."""
-    state_size = len(RNN_CELLS[config.rnn_cell][1]) * config.num_layers
-    return [tf.zeros([batch_size, config.hidden_size]) for _ in range(state_size)]
-
-
 def window_cost(word_losses, batch_size):
     """The tutorial's cost of a window: -log p of every word, summed over the
     window's time steps and averaged over its `batch_size` streams.
@@ -230,47 +207,21 @@ def run_epoch(step, initial_state, windows, config, progress=None, epoch=None):
     return total_loss / (num_windows * config.num_steps)
 
 
-def stream_log_probs(model, config, ids, window=EVAL_WINDOW, compiled=True):
-    """log p(ids[i + 1] | ids[0..i]) for every i: `ids` read as one continuous stream.
-
-    The state starts at zero and is carried from window to window, so every
-    word after the first is predicted from everything before it, exactly as
-    the tutorial's batch_size=1, num_steps=1 evaluation; longer windows give
-    the same numbers, faster. Runs on this process's first device, outside any
-    strategy (engine.window_log_probs; `compiled=False`: without XLA). Returns
-    a float64 numpy array of len(ids) - 1.
-    """
-    log_probs = engine.window_log_probs(model, config, compiled)
-    ids = np.asarray(ids, dtype=np.int32)
-    state = zero_state(config, 1)
-    pieces = []
-    for start in range(0, len(ids) - 1, window):
-        stop = min(start + window, len(ids) - 1)
-        piece, state = log_probs(ids[None, start:stop], ids[None, start + 1:stop + 1], state)
-        pieces.append(piece.numpy()[0])
-    return np.concatenate(pieces).astype(np.float64)
-
-
-def evaluate_stream(model, config, ids, window=EVAL_WINDOW):
-    """Perplexity of `model` over `ids` read as one stream (`stream_log_probs`):
-    the tutorial's test perplexity."""
-    return perplexity(-stream_log_probs(model, config, ids, window).mean())
-
-
-# ----------------------------------------------------------------------------
-# Training
+def evaluate_stream(model, config, ids):
+    """The tutorial's test perplexity: `ids` read by `model` as one stream (batch 1), the
+    state carried from word to word, each word predicted from everything before it."""
+    return perplexity(-engine.stream_log_probs(model, config, ids).mean())
 
 
 def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
                        steps_per_epoch=None, restart=False, vocab_size=None):
     """Trains `config` on the corpus at `data_path` (PTB, downloaded, when None),
-    printing per-epoch perplexities, and returns metrics.
+    printing per-epoch perplexities; returns {"history": one dict per epoch,
+    "test_perplexity": ...}.
 
-    The vocabulary is every word of the training text, or its `vocab_size` most
-    frequent (reader.read_corpus). With `save_path` (the run folder) the same call
-    again resumes after the last completed epoch. Any strategy: batch_size is
-    global, split by rows among the replicas. Returns {"history": one dict per
-    epoch, "test_perplexity": ...}.
+    The vocabulary is the training text's words, or its `vocab_size` most frequent.
+    With `save_path` (the run folder) the same call again resumes after the last
+    completed epoch. Any strategy: batch_size is global, split by rows among the replicas.
     """
     strategy = strategy or tf.distribute.get_strategy()
     # Every replica must get the same number of streams, each with its own state.
@@ -346,6 +297,8 @@ def define_flags():
                        "or wiki.{train,valid,test}.tokens; PTB, downloaded into the Keras "
                        "cache, when left out.",
         default_run_folder="runs/ptb/<model>[_<rnn_cell>][_tied]", epochs_default=None,
+        learning_rate_default=None, learning_rate_help="Initial SGD learning rate; "
+        "overrides the preset's (the tutorial's learning_rate).",
         epochs_help="Epochs in all; overrides the preset's (the tutorial's max_max_epoch).")
     flags.adopt_module_key_flags(cli)  # so that --help lists the shared flags too
     flags.DEFINE_enum("model", "small", list(PRESETS), "Which preset to train.")
@@ -355,20 +308,14 @@ def define_flags():
                          "matrix for a word's input and output vector.")
     flags.DEFINE_integer("vocab_size", None, "Keep only this many of the training text's "
                          "most frequent words, the rest read as <unk>; all of them when "
-                         "left out.")
-    flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate; overrides the "
-                       "preset's (the tutorial's learning_rate).")
+                         "left out.", lower_bound=2)  # <eos> and <unk> at least
     flags.DEFINE_integer("steps_per_epoch", None, "Train only this many windows per epoch "
-                         "(for quick looks; the perplexities are then not the tutorial's).")
+                         "(for quick looks; the perplexities are then not the tutorial's).",
+                         lower_bound=1)
 
 
 def main(argv):
     del argv  # cli.run refuses stray arguments
-    cli.check_at_least("epochs", 1)
-    cli.check_at_least("steps_per_epoch", 1)
-    cli.check_at_least("vocab_size", 2)  # <eos> and <unk> at least
-    if FLAGS.learning_rate is not None:
-        cli.check_positive("learning_rate")
     config = PRESETS[FLAGS.model]
     overrides = dict(epochs=FLAGS.epochs, learning_rate=FLAGS.learning_rate)
     config = dataclasses.replace(config, rnn_cell=FLAGS.rnn_cell, tied=FLAGS.tied, **{

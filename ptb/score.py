@@ -34,6 +34,7 @@ from absl import flags
 import numpy as np
 
 from common import cli
+from ptb import engine
 from ptb import language_model
 from ptb import ptb_word_lm
 
@@ -66,12 +67,12 @@ def score_sentences(lm, sentences, reset_each_sentence=False):
     if reset_each_sentence:
         # Each from a fresh state after <eos>: that <eos> is read, not scored.
         # Without XLA: it would compile again for every new sentence length.
-        log_probs = [ptb_word_lm.stream_log_probs(lm.model, lm.config, np.append(eos, ids),
-                                                  compiled=False) for ids in encoded]
+        log_probs = [engine.stream_log_probs(lm.model, lm.config, np.append(eos, ids),
+                                             compiled=False) for ids in encoded]
     else:
         # One stream; the first word has no log-probability, the others belong to
         # the sentence they end in.
-        stream = ptb_word_lm.stream_log_probs(lm.model, lm.config, np.concatenate(encoded))
+        stream = engine.stream_log_probs(lm.model, lm.config, np.concatenate(encoded))
         ends = np.cumsum([len(ids) for ids in encoded]) - 1
         log_probs = np.split(stream, ends[:-1])
     scores = []

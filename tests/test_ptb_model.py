@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ptb import engine
 from ptb import fast_cpu
 from ptb import ptb_word_lm
 
@@ -103,7 +104,7 @@ def test_state_carries_from_window_to_window():
     config = dataclasses.replace(TINY, init_scale=1.0)
     model = ptb_word_lm.build_model(config)
     ids = tf.constant(np.random.default_rng(2).integers(0, TINY.vocab_size, (TINY.batch_size, 8)))
-    zero = ptb_word_lm.zero_state(config, TINY.batch_size)
+    zero = engine.zero_state(model, TINY.batch_size)
     whole = model([ids, *zero])[0].numpy()
     first, *state = model([ids[:, :4], *zero])
     second = model([ids[:, 4:], *state])[0].numpy()
@@ -115,15 +116,17 @@ def test_state_carries_from_window_to_window():
 def test_windowed_evaluation_equals_word_by_word():
     model = ptb_word_lm.build_model(TINY)  # windows of any length
     ids = np.random.default_rng(3).integers(0, TINY.vocab_size, 157)
-    word_by_word = ptb_word_lm.evaluate_stream(model, TINY, ids, window=1)  # the tutorial's way
-    assert ptb_word_lm.evaluate_stream(model, TINY, ids, window=50) == pytest.approx(
+    # The tutorial's way, one word at a time, against windows of 50 words.
+    word_by_word = np.exp(-engine.stream_log_probs(model, TINY, ids, window=1).mean())
+    assert np.exp(-engine.stream_log_probs(model, TINY, ids, window=50).mean()) == pytest.approx(
         word_by_word, rel=1e-5)
+    assert ptb_word_lm.evaluate_stream(model, TINY, ids) == pytest.approx(word_by_word, rel=1e-5)
     # By hand: exp of the mean of -log p(next word) over the one continuous stream.
-    logits = model([tf.constant(ids[None, :-1]), *ptb_word_lm.zero_state(TINY, 1)])[0].numpy()[0]
+    logits = model([tf.constant(ids[None, :-1]), *engine.zero_state(model, 1)])[0].numpy()[0]
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     by_hand = np.exp(-log_probs[np.arange(156), ids[1:]].mean())
     assert word_by_word == pytest.approx(by_hand, rel=1e-4)
-    # Compiled with the CPU's stream layers (engine.window_log_probs), or plain Keras.
-    np.testing.assert_allclose(ptb_word_lm.stream_log_probs(model, TINY, ids),
-                               ptb_word_lm.stream_log_probs(model, TINY, ids, compiled=False),
+    # Compiled with the CPU's stream layers, or plain Keras.
+    np.testing.assert_allclose(engine.stream_log_probs(model, TINY, ids),
+                               engine.stream_log_probs(model, TINY, ids, compiled=False),
                                rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from common.cli import RunFailure
+from ptb import engine
 from ptb import export
 from ptb import language_model
 from ptb import next_word
@@ -169,7 +170,7 @@ def test_the_exported_model_agrees_with_next_word_and_scoring_from_plain_tensorf
     np.testing.assert_allclose(used["probabilities"], [expected[word] for word in lm.words],
                                atol=1e-5)
     # Word by word with the state carried: the stream scoring of ptb.score and the trainer.
-    stream_log_probs = ptb_word_lm.stream_log_probs(lm.model, lm.config, stream)
+    stream_log_probs = engine.stream_log_probs(lm.model, lm.config, stream)
     np.testing.assert_allclose(used["log_probs"], stream_log_probs, atol=1e-5)
 
 
@@ -217,7 +218,7 @@ def test_the_exported_model_loads_into_a_session_as_a_server_loads_it(exported):
     assert used["outputs"] == ["log_probs", "state_0", "state_1", "state_2", "state_3"]
     assert used["dtypes"] == ["float32"]
     np.testing.assert_allclose(used["log_probs"],
-                               ptb_word_lm.stream_log_probs(lm.model, lm.config, stream),
+                               engine.stream_log_probs(lm.model, lm.config, stream),
                                atol=1e-5)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from common.cli import UserInputError
 from ptb import reader
-from tests.conftest import assert_one_line_error, run_module
+from tests.conftest import assert_one_line_error
 
 RAW = [4, 3, 2, 1, 0, 5, 6, 1, 1, 1, 1, 0, 3, 4, 1]
 

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from common.cli import UserInputError
 from ptb import benchmark
+from ptb import engine
 from ptb import fast_cpu
 from ptb import generate
 from ptb import language_model
@@ -65,7 +66,7 @@ def you_say_model(tmp_path_factory):
 def log_softmax_by_hand(lm, ids):
     """log p(ids[i + 1] | ids[:i + 1]), from the model called once on the whole
     sequence from the zero state, normalised with numpy."""
-    state = ptb_word_lm.zero_state(lm.config, 1)
+    state = engine.zero_state(lm.model, 1)
     logits = lm.model([tf.constant(ids[None, :-1]), *state])[0].numpy()[0].astype(np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     return log_probs[np.arange(len(ids) - 1), ids[1:]]
@@ -219,7 +220,7 @@ def test_next_words_are_sorted_probabilities(tiny_run):
     assert probabilities == sorted(probabilities, reverse=True)
     assert sum(probabilities) == pytest.approx(1.0, abs=1e-5) and len(top) == 40
     ids = np.array([lm.word_to_id[w] for w in ["<eos>", "w3", "w4"]])
-    state = ptb_word_lm.zero_state(lm.config, 1)
+    state = engine.zero_state(lm.model, 1)
     logits = lm.model([tf.constant(ids[None]), *state])[0].numpy()[0, -1]
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
     assert dict(top) == pytest.approx(dict(zip(lm.words, expected)), rel=1e-4, abs=1e-7)
