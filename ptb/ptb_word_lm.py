@@ -10,10 +10,9 @@ optimiser, learning-rate schedule and evaluation, so its table is the bar:
 | medium | 39     | 48.45            |  86.16           |  82.07          |
 | large  | 55     | 37.87            |  82.62           |  78.29          |
 
-This package's figures, with their commands, are in docs/results.md.
-
-The presets are the tutorial's, field for field; `Config` gives each field's
-meaning and the tutorial's name where it differs.
+This package's figures, with their commands, are in docs/results.md. The presets
+are the tutorial's, field for field; `Config` gives each field's meaning and the
+tutorial's name where it differs.
 
 Get the data and run (downloads the data when --data_path is left out):
   wget http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz
@@ -86,6 +85,7 @@ PRESETS = {
     "test": Config(max_grad_norm=1.0, num_layers=1, num_steps=2, hidden_size=2,
                    epochs_at_full_lr=1, epochs=1),
 }
+
 
 def learning_rate_for_epoch(config, epoch):
     """The tutorial's schedule; `epoch` counts from 0."""
