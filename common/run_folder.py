@@ -59,6 +59,7 @@ from common.cli import UserInputError
 
 SETTINGS = "settings.json"
 METRICS = "metrics.json"
+MODEL = "model.keras"  # the trained model, written by each trainer
 
 
 # ----------------------------------------------------------------------------
@@ -299,7 +300,7 @@ def saved_settings(path, tutorial):
 
 # What every trainer writes into a run folder (and *.png); --restart deletes these,
 # the tutorial's own files (RunFolder's own_files) and nothing else.
-RUN_FILES = {SETTINGS, METRICS, "history.csv", "checkpoint", "model.keras", "tensorboard",
+RUN_FILES = {SETTINGS, METRICS, "history.csv", "checkpoint", MODEL, "tensorboard",
              folder_lock.LOCK}
 
 
@@ -378,7 +379,7 @@ def load_finished_run(save_path, tutorial, how_to_train):
     """
     folder = pathlib.Path(save_path)
     settings = saved_settings(folder, tutorial) if folder.is_dir() else None
-    model_file = folder / "model.keras"
+    model_file = folder / MODEL
     if settings is None or not model_file.is_file():
         raise UserInputError(f"--save_path={folder}: no model.keras there; {how_to_train}")
     try:

@@ -177,7 +177,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, reviews
     first_epoch, history = run.resume(model, extra=averaging and averaging.variables)
     run.write_json(VOCABULARY, reviews.vocabulary)  # for predict.py
 
-    best = callbacks.BestModel(run, "model.keras", "val_accuracy", history)
+    best = callbacks.BestModel(run, run_folder.MODEL, "val_accuracy", history)
     stopping = callbacks.EarlyStopping("val_accuracy", config.patience, history)
     if first_epoch < config.epochs and not stopping.stopped_before():
         epoch_callbacks = [

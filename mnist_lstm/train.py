@@ -142,7 +142,7 @@ def train_and_evaluate(config, strategy, data_path=None, save_path=None, restart
           f"{len(train_labels):,} / {len(splits['validation'][1]):,} / {len(splits['test'][1]):,}")
 
     first_epoch, history = run.resume(model)  # (0, []) for a new run
-    best = callbacks.BestModel(run, "model.keras", "val_accuracy", history)
+    best = callbacks.BestModel(run, run_folder.MODEL, "val_accuracy", history)
     if first_epoch < config.epochs:
         training.fit(
             model, strategy,

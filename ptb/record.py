@@ -12,6 +12,8 @@ import time
 import matplotlib.figure
 import matplotlib.ticker
 
+from common import run_folder
+
 # In the run folder beside model.keras: the words in id order.
 VOCABULARY = "vocabulary.json"
 FIGURE = "perplexity.png"
@@ -74,7 +76,7 @@ class RunRecord:
         the figure with the test result in its title."""
         print(f"Test perplexity: {format_perplexity(test_perplexity)} "
               f"({words_scored:,} words in {seconds:.1f} s)")
-        self.run.save_model(eval_model, "model.keras")
+        self.run.save_model(eval_model, run_folder.MODEL)
         self.run.write_json(VOCABULARY, words)
         self.run.save_figure(FIGURE, lambda: perplexity_figure(
             history, title=f"{self.title}; test perplexity {test_perplexity:.2f}"))
