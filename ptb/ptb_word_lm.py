@@ -252,7 +252,8 @@ def train_and_evaluate(config, data_path, strategy=None, save_path=None, seed=0,
     print(f"Model {model.count_params():,} parameters; "
           f"{strategy.num_replicas_in_sync} replica(s) in sync; {steps.name}.")
     epochs_done, history = run.resume(model)  # (0, []) for a new run
-    records = record.RunRecord(run, model, config, num_windows)  # printed, the figure, TensorBoard
+    records = record.RunRecord(run, model, config, num_windows,  # printed, figure, TensorBoard
+                               unigram_perplexity=corpus.unigram_perplexity("valid"))
 
     for epoch in range(epochs_done, config.epochs):
         learning_rate = learning_rate_for_epoch(config, epoch)

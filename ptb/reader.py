@@ -67,6 +67,14 @@ class Corpus:
         return ptb_producer(getattr(self, split), batch_size, num_steps,
                             name=os.path.join(self.folder, LAYOUTS[self.layout].format(split)))
 
+    def unigram_perplexity(self, split):
+        """The perplexity of `split` under the training text's word frequencies (each
+        count plus one, so that no word is impossible): what a model that ignores
+        context scores, the floor any language model should beat."""
+        counts = np.bincount(self.train, minlength=self.vocab_size) + 1.0
+        log_probs = np.log(counts / counts.sum())
+        return float(np.exp(-log_probs[getattr(self, split)].mean()))
+
     def describe(self):
         """What the folder holds, in a few lines, as the trainer prints it."""
         names = ", ".join(LAYOUTS[self.layout].format(split) for split in SPLITS)

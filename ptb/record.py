@@ -34,8 +34,9 @@ class RunRecord:
     """What the trainer prints, as the tutorial prints it, and its records in its run
     folder `run` (a NoRunFolder keeps none)."""
 
-    def __init__(self, run, model, config, num_windows):
+    def __init__(self, run, model, config, num_windows, unigram_perplexity):
         self.run, self.num_windows = run, num_windows
+        self.unigram_perplexity = unigram_perplexity  # of the validation text
         self.words_per_window = config.batch_size * config.num_steps
         self.title = (f"{config.rnn_cell} language model, {config.num_layers} x "
                       f"{config.hidden_size} units{', tied' if config.tied else ''}")
@@ -62,6 +63,13 @@ class RunRecord:
         print(f"Epoch {history[-1]['epoch']}: train perplexity "
               f"{format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
               f"{format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
+        if history[-1]["valid_perplexity"] > self.unigram_perplexity:
+            # Said at once: a long run that has stuck would otherwise train on for hours.
+            unigram = format_perplexity(self.unigram_perplexity)
+            print(f"  Warning: worse than a unigram model ({unigram}, word frequencies "
+                  "alone). At the tutorial's learning rate `large` can "
+                  "stick so in its first windows; another --seed may learn (docs/results.md).",
+                  flush=True)
         self.run.save_figure(FIGURE, lambda: perplexity_figure(history, self.title))
         self.tensorboard.on_epoch_end(history[-1]["epoch"] - 1, dict(
             loss=train_loss, perplexity=history[-1]["train_perplexity"],

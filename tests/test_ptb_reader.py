@@ -60,6 +60,15 @@ def test_vocabulary_order_and_held_out_words_read_as_unk(tmp_path):
     assert "valid: 1 words (16.67%) outside the vocabulary, read as <unk>" in corpus.describe()
 
 
+def test_unigram_perplexity_by_hand(tmp_path):
+    corpus = reader.read_corpus(write_corpus(tmp_path))
+    # Training counts of <eos> a b c <unk>, each plus one: 4 4 3 2 1 of 14. The
+    # validation ids [a, b, <eos>, c, <unk>, <eos>] have probabilities 4 3 4 2 1 4 (/ 14).
+    by_hand = 14 / (4 * 3 * 4 * 2 * 1 * 4) ** (1 / 6)
+    assert corpus.unigram_perplexity("valid") == pytest.approx(by_hand)
+    assert corpus.unigram_perplexity("train") < corpus.unigram_perplexity("valid")
+
+
 def test_nothing_held_out_nothing_added(tmp_path):
     """The tutorial's vocabulary: every training word, no <unk> of the reader's own."""
     data_path = write_corpus(tmp_path, valid="a b\nc\n")

@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from common import run_folder
 from common.cli import UserInputError
 from ptb import benchmark
 from ptb import language_model
@@ -156,6 +157,22 @@ def test_killed_and_rerun_cli_ends_like_an_uninterrupted_run(data_dir, tmp_path,
         lambda save_path: ptb_stopped_run_command(data_dir, save_path), tmp_path, epochs=2,
         whole_folder=uninterrupted_ptb_run)
     assert killed["test_perplexity"] == whole["test_perplexity"]
+
+
+def test_an_epoch_worse_than_word_counts_is_said_at_once(capsys):
+    """A stuck run is told after its epoch, not after hours more of training."""
+    records = record.RunRecord(run_folder.NoRunFolder(), None, TINY, num_windows=10,
+                               unigram_perplexity=684.73)
+    history = [dict(epoch=1, train_perplexity=2172.69, valid_perplexity=946.98,
+                    words_per_second=1.0)]
+    records.epoch_end(history, train_loss=7.7, valid_loss=6.9)
+    out = capsys.readouterr().out
+    assert "Epoch 1: train perplexity 2172.69, valid perplexity 946.98\n" in out
+    assert "Warning: worse than a unigram model (684.73, word frequencies alone)" in out
+    history.append(dict(epoch=2, train_perplexity=600.0, valid_perplexity=450.0,
+                        words_per_second=1.0))
+    records.epoch_end(history, train_loss=6.4, valid_loss=6.1)
+    assert "Warning" not in capsys.readouterr().out
 
 
 def test_benchmark_prints_the_machine_and_its_speed_line():
