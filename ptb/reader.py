@@ -70,7 +70,7 @@ class Corpus:
     def unigram_perplexity(self, split):
         """The perplexity of `split` under the training text's word frequencies (each
         count plus one, so that no word is impossible): what a model that ignores
-        context scores, the floor any language model should beat."""
+        context scores, the bar any language model should beat."""
         counts = np.bincount(self.train, minlength=self.vocab_size) + 1.0
         log_probs = np.log(counts / counts.sum())
         return float(np.exp(-log_probs[getattr(self, split)].mean()))

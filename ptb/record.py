@@ -63,12 +63,13 @@ class RunRecord:
         print(f"Epoch {history[-1]['epoch']}: train perplexity "
               f"{format_perplexity(history[-1]['train_perplexity'])}, valid perplexity "
               f"{format_perplexity(history[-1]['valid_perplexity'])}", flush=True)
-        if history[-1]["valid_perplexity"] > self.unigram_perplexity:
+        valid = history[-1]["valid_perplexity"]
+        if valid > self.unigram_perplexity:
             # Said at once: a long run that has stuck would otherwise train on for hours.
-            unigram = format_perplexity(self.unigram_perplexity)
-            print(f"  Warning: worse than a unigram model ({unigram}, word frequencies "
-                  "alone). At the tutorial's learning rate `large` can "
-                  "stick so in its first windows; another --seed may learn (docs/results.md).",
+            print(f"  Warning: valid perplexity {format_perplexity(valid)} is above a unigram "
+                  f"model's {format_perplexity(self.unigram_perplexity)} (word frequencies "
+                  "alone). A run that ends a whole epoch so has stuck: start it again with "
+                  "another --seed (docs/results.md#ptb-word-level-language-model-ptb).",
                   flush=True)
         self.run.save_figure(FIGURE, lambda: perplexity_figure(history, self.title))
         self.tensorboard.on_epoch_end(history[-1]["epoch"] - 1, dict(

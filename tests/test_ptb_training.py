@@ -121,6 +121,11 @@ def test_cli_end_to_end_on_real_ptb(data_dir, tmp_path, forked):
     assert metrics["test_perplexity"] < 2000
     assert f"Test perplexity: {metrics['test_perplexity']:.2f} (82,429 words" in out
     assert metrics["tutorial"] == "ptb" and metrics["settings"]["epochs"] == 1
+    # Said when the epoch ends above the validation text's unigram perplexity, and only then.
+    unigram = reader.read_corpus(str(data_dir / "ptb")).unigram_perplexity("valid")
+    assert unigram == pytest.approx(684.73, abs=0.01)
+    warned = f"above a unigram model's {unigram:.2f}" in out
+    assert warned == (epoch["valid_perplexity"] > unigram)
     # The run folder's model is the batch-1 evaluation model, and gives the same number.
     test_ids = reader.ptb_raw_data(str(data_dir / "ptb"))[2]
     model, config = language_model.load_trained_model(save_path)
@@ -168,7 +173,7 @@ def test_an_epoch_worse_than_word_counts_is_said_at_once(capsys):
     records.epoch_end(history, train_loss=7.7, valid_loss=6.9)
     out = capsys.readouterr().out
     assert "Epoch 1: train perplexity 2172.69, valid perplexity 946.98\n" in out
-    assert "Warning: worse than a unigram model (684.73, word frequencies alone)" in out
+    assert "Warning: valid perplexity 946.98 is above a unigram model's 684.73 (word" in out
     history.append(dict(epoch=2, train_perplexity=600.0, valid_perplexity=450.0,
                         words_per_second=1.0))
     records.epoch_end(history, train_loss=6.4, valid_loss=6.1)
